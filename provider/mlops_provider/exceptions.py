@@ -1,0 +1,42 @@
+"""The provider's small exception hierarchy.
+
+Messages name the dataset, column, metric or model version at fault and say what the user can do.
+Errors that a retry cannot fix derive from ``AirflowFailException`` so Airflow fails the task
+at once instead of burning its retries.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowFailException
+
+
+class MlopsProviderError(Exception):
+    """Base class of every error raised by this provider."""
+
+
+class ConfigurationError(MlopsProviderError, AirflowFailException):
+    """A connection, parameter or strategy is invalid; fix the configuration and re-run."""
+
+
+class DataNotFound(MlopsProviderError, AirflowFailException):
+    """An input partition, file or table does not exist."""
+
+
+class EmptyPartition(MlopsProviderError, AirflowFailException):
+    """An input partition exists but holds no rows and the task was told to fail on empty input."""
+
+
+class ValidationFailed(MlopsProviderError, AirflowFailException):
+    """A batch failed its expectation suite."""
+
+
+class BatchQuarantined(ValidationFailed):
+    """A batch failed validation and was moved to the quarantine area with its report."""
+
+
+class TrainingFailed(MlopsProviderError):
+    """The trainer exited with an error (retriable: it may be a lost node or a busy server)."""
+
+
+class ServiceUnavailable(MlopsProviderError):
+    """A server (MLflow, Feast online store, Prometheus, Kubernetes) could not be reached; retriable."""

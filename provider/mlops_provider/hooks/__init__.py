@@ -1,0 +1,1 @@
+"""Hooks of the mlops provider; one module per integration."""

@@ -1,0 +1,1 @@
+"""Links of the mlops provider; one module per integration."""

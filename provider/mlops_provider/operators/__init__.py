@@ -1,0 +1,1 @@
+"""Operators of the mlops provider; one module per integration."""

@@ -1,0 +1,1 @@
+"""Sensors of the mlops provider; one module per integration."""

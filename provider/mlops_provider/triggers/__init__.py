@@ -1,0 +1,1 @@
+"""Triggers of the mlops provider; one module per integration."""
