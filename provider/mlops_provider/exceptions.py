@@ -38,5 +38,13 @@ class TrainingFailed(MlopsProviderError):
     """The trainer exited with an error (retriable: it may be a lost node or a busy server)."""
 
 
+class TrainingInputRejected(TrainingFailed, AirflowFailException):
+    """The trainer refused its training set or hyperparameters; retrying cannot help, fix the input."""
+
+
 class ServiceUnavailable(MlopsProviderError):
     """A server (MLflow, Feast online store, Prometheus, Kubernetes) could not be reached; retriable."""
+
+
+class ModelRegistrationFailed(MlopsProviderError, AirflowFailException):
+    """The model registry marked a model version FAILED_REGISTRATION; register the model again."""

@@ -1,0 +1,51 @@
+# The two commands a new user needs are `make demo` and `make test`; see README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_WORKERS ?= 2
+
+.PHONY: help install system-deps lint test demo down bench docs clean
+
+help:
+	@echo "make demo   set up .venv and run the ML pipeline under a real Airflow scheduler (see README)"
+	@echo "make test   set up .venv and run every test (unit, dag.test(), real servers)"
+	@echo "make bench  run the benchmarks and rewrite docs/benchmarks.md"
+	@echo "make down   stop what 'make demo' started"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# pip, not uv: torch==2.13.0 then comes from the local CPU wheel, not a 3 GB CUDA download.
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# Debian packages that integration-test fixtures start on loopback (PostgreSQL for MLflow's store).
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+lint: install
+	$(BIN)/ruff check provider dags plugins tests feature_repo
+	$(BIN)/lint-imports
+
+test: install system-deps lint
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
+
+demo: install
+	$(BIN)/python -m mlops_provider.demo up
+
+down:
+	@test -x $(BIN)/python && $(BIN)/python -m mlops_provider.demo down || true
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+clean: down
+	rm -rf .demo data .pytest_cache .ruff_cache

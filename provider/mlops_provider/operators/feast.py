@@ -1,0 +1,353 @@
+"""Operators for a Feast feature store: apply definitions, publish partitions, materialize, build training sets.
+
+Every operator is idempotent for its data interval: apply converges the registry, publish overwrites
+one partition file, materialize rewrites the same online rows, and a training set overwrites its file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
+
+from mlops_provider.exceptions import ConfigurationError, DataNotFound, EmptyPartition
+from mlops_provider.hooks.feast import FeastHook, parse_instant
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+PART_FILE = "part-00000.parquet"
+SQL_PREFIXES = ("select", "with")
+
+
+def _write_atomically(destination: ObjectStoragePath, write: Any) -> None:
+    """Write through ``write(file)`` to a hidden sibling, then rename it over ``destination``.
+
+    Readers never see a half-written file; parquet readers skip names starting with a dot.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.parent / f".{destination.name}.partial"
+    with partial.open("wb") as handle:
+        write(handle)
+    partial.rename(destination)
+
+
+def _num_rows(path: ObjectStoragePath) -> int:
+    import pyarrow.parquet as pq
+
+    with path.open("rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
+class _FeastOperator(BaseOperator):
+    def __init__(self, *, feast_conn_id: str = FeastHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.feast_conn_id = feast_conn_id
+
+    @cached_property
+    def hook(self) -> FeastHook:
+        return FeastHook(feast_conn_id=self.feast_conn_id)
+
+
+class FeastApplyOperator(_FeastOperator):
+    """Register the feature repo's definitions and create their online tables, like ``feast apply``.
+
+    Re-running it changes nothing; objects removed from the repo are deleted from the registry.
+
+    :param feast_conn_id: the Feast connection (repo_path, config_overrides). (templated)
+    :return: ``{"project", "entities", "data_sources", "feature_views", "feature_services", "changes"}``;
+        ``changes`` lists what was created, updated or deleted and is empty when nothing changed.
+    """
+
+    template_fields: Sequence[str] = ("feast_conn_id",)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        summary = self.hook.apply()
+        self.log.info(
+            "Applied Feast project %s: %s", summary["project"], "; ".join(summary["changes"]) or "no changes"
+        )
+        return summary
+
+
+class FeastPublishPartitionOperator(_FeastOperator):
+    """Copy one validated parquet file into a feature view's FileSource as partition ``date=<partition>``.
+
+    The file lands at ``<source dir>/date=<partition>/part-00000.parquet``, replacing any earlier copy.
+
+    :param feature_view: a FileSource-backed feature view. (templated)
+    :param source_uri: the validated parquet file, local path or ``s3://``. (templated)
+    :param partition: the partition's day, ``YYYY-MM-DD``, usually ``{{ ds }}``. (templated)
+    :param feast_conn_id: the Feast connection. (templated)
+    :return: ``{"uri": <published file>, "rows": <row count>}``.
+    :raises DataNotFound: ``source_uri`` does not exist.
+    """
+
+    template_fields: Sequence[str] = ("feature_view", "source_uri", "partition", "feast_conn_id")
+
+    def __init__(self, *, feature_view: str, source_uri: str, partition: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.feature_view = feature_view
+        self.source_uri = source_uri
+        self.partition = partition
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            day = dt.date.fromisoformat(str(self.partition))
+        except ValueError:
+            raise ConfigurationError(
+                f"partition={self.partition!r} is not a day (YYYY-MM-DD); pass e.g. '{{{{ ds }}}}'."
+            ) from None
+        source = ObjectStoragePath(self.source_uri)
+        if not source.is_file():
+            raise DataNotFound(
+                f"Validated partition {self.source_uri} of feature view {self.feature_view!r} does not exist; "
+                "check the upstream validation task's output."
+            )
+        target = ObjectStoragePath(
+            f"{self.hook.batch_source_uri(self.feature_view)}/date={day.isoformat()}/{PART_FILE}"
+        )
+
+        def copy(handle: Any) -> None:
+            with source.open("rb") as src:
+                while chunk := src.read(1 << 20):
+                    handle.write(chunk)
+
+        _write_atomically(target, copy)
+        rows = _num_rows(target)
+        self.log.info("Published %d rows of %s to %s", rows, self.feature_view, target)
+        return {"uri": str(target), "rows": rows}
+
+
+class FeastMaterializeOperator(_FeastOperator):
+    """Load one interval of feature values from the offline store into the online store.
+
+    Calls ``FeatureStore.materialize(start - overlap, end, feature_views)`` while holding each view's
+    lock, so two runs touching the same view never interleave. Re-running an interval rewrites the
+    same values, leaving the online store as it was. Feast's file offline store includes rows stamped
+    exactly at ``end``; the counts below use the same bounds.
+
+    :param feature_views: names of the views to materialize; all views of the project when None. (templated)
+    :param start: interval start, ISO 8601 with timezone. (templated)
+    :param end: interval end, ISO 8601 with timezone. (templated)
+    :param overlap_seconds: also re-load this many seconds before ``start``, to pick up late rows.
+    :param feast_conn_id: the Feast connection. (templated)
+    :return: ``{"start", "end", "views": {name: {"rows", "entities"}}}``: source rows in the window and
+        distinct entities written, per view. Both are None for views not backed by a FileSource.
+    """
+
+    template_fields: Sequence[str] = ("feature_views", "start", "end", "feast_conn_id")
+
+    def __init__(
+        self,
+        *,
+        feature_views: list[str] | None = None,
+        start: str = "{{ data_interval_start }}",
+        end: str = "{{ data_interval_end }}",
+        overlap_seconds: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.feature_views = feature_views
+        self.start = start
+        self.end = end
+        self.overlap_seconds = overlap_seconds
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        start = parse_instant(self.start, "start") - dt.timedelta(seconds=self.overlap_seconds)
+        end = parse_instant(self.end, "end")
+        if start >= end:
+            raise ConfigurationError(f"Empty materialization window: start {start} is not before end {end}.")
+        names = self.feature_views or [view.name for view in self.hook.get_store().list_feature_views()]
+        views = {name: self._materialize_view(name, start, end) for name in names}
+        return {"start": start.isoformat(), "end": end.isoformat(), "views": views}
+
+    def _materialize_view(self, name: str, start: dt.datetime, end: dt.datetime) -> dict[str, int | None]:
+        hook = self.hook
+        hook.get_feature_view(name)  # fail fast, listing the known views, before taking a lock
+        with hook.view_lock(name):
+            counts = hook.source_window_counts(name, start, end) or {"rows": None, "entities": None}
+            self.log.info("Materializing %s from %s to %s: %s source rows", name, start, end, counts["rows"])
+            hook.get_store().materialize(start_date=start, end_date=end, feature_views=[name])
+        self.log.info("Materialized %s: %s entities written", name, counts["entities"])
+        return counts
+
+
+class FeastHistoricalFeaturesOperator(_FeastOperator):
+    """Build a point-in-time correct training set from a feature service and write it as one parquet file.
+
+    ``entity_df`` is a parquet file, a directory of parquet files (partition folders included), a glob,
+    or a SQL query (starting with SELECT or WITH) run through ``entity_df_conn_id``'s DB-API hook; each
+    row's features are the latest snapshot at or before its timestamp (within the view's TTL).
+
+    The task's default outlet is ``Asset("feast://training-sets/<feature_service>")``; its event carries
+    ``{"uri", "rows"}`` as extra.
+
+    :param feature_service: the feature service whose features to retrieve. (templated)
+    :param entity_df: where the entity rows (keys, timestamps, labels) come from. (templated)
+    :param output_uri: the parquet file to write, local path or ``s3://``; overwritten. (templated)
+    :param event_timestamp_column: the entity rows' timestamp column. (templated)
+    :param entity_columns: keep only these entity_df columns (plus the timestamp); all when None. (templated)
+    :param drop_missing_features: drop (and count) rows whose features are all null because the entity
+        had no snapshot in time.
+    :param entity_df_conn_id: a DB-API connection to run a SQL ``entity_df`` through. (templated)
+    :param feast_conn_id: the Feast connection. (templated)
+    :return: ``{"uri", "rows", "columns", "dropped_rows"}``; ``dropped_rows`` counts entity rows missing
+        from the training set, whether Feast's offline store or ``drop_missing_features`` removed them.
+    """
+
+    template_fields: Sequence[str] = (
+        "feature_service",
+        "entity_df",
+        "output_uri",
+        "event_timestamp_column",
+        "entity_columns",
+        "entity_df_conn_id",
+        "feast_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        feature_service: str,
+        entity_df: str,
+        output_uri: str,
+        event_timestamp_column: str = "event_timestamp",
+        entity_columns: list[str] | None = None,
+        drop_missing_features: bool = True,
+        entity_df_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault(
+            "outlets",
+            [Asset(uri=f"feast://training-sets/{feature_service}", name=f"training_set_{feature_service}")],
+        )
+        super().__init__(**kwargs)
+        self.feature_service = feature_service
+        self.entity_df = entity_df
+        self.output_uri = output_uri
+        self.event_timestamp_column = event_timestamp_column
+        self.entity_columns = entity_columns
+        self.drop_missing_features = drop_missing_features
+        self.entity_df_conn_id = entity_df_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        service = self.hook.get_feature_service(self.feature_service)
+        entities = self._load_entity_df()
+        training = self._retrieve(service, entities)
+        table = pa.Table.from_pandas(training, preserve_index=False)
+        output = ObjectStoragePath(self.output_uri)
+        _write_atomically(output, lambda handle: pq.write_table(table, handle))
+
+        dropped = len(entities) - len(training)
+        result = {
+            "uri": self.output_uri,
+            "rows": len(training),
+            "columns": list(training.columns),
+            "dropped_rows": dropped,
+        }
+        self.log.info("Wrote %d training rows (%d entity rows dropped) to %s", len(training), dropped, output)
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = {"uri": self.output_uri, "rows": len(training)}
+        return result
+
+    def _retrieve(self, service: Any, entities: pd.DataFrame) -> pd.DataFrame:
+        ts = self.event_timestamp_column
+        # Feast expects the entity timestamp under the name "event_timestamp"; restore the user's after.
+        renamed = entities.rename(columns={ts: "event_timestamp"}) if ts != "event_timestamp" else entities
+        job = self.hook.get_store().get_historical_features(entity_df=renamed, features=service)
+        training = job.to_df()
+        if ts != "event_timestamp":
+            training = training.rename(columns={"event_timestamp": ts})
+        features = [f.name for projection in service.feature_view_projections for f in projection.features]
+        missing = training[features].isna().all(axis=1)
+        if missing.any():
+            self.log.warning(
+                "%d entity rows have no %s features at their timestamp (no snapshot within the TTL)%s",
+                int(missing.sum()),
+                self.feature_service,
+                "; dropping them" if self.drop_missing_features else "",
+            )
+            if self.drop_missing_features:
+                training = training[~missing]
+        # A stable order makes the written file identical on every re-run.
+        order = [c for c in entities.columns if c in training.columns]
+        return (
+            training[order + [c for c in training.columns if c not in order]]
+            .sort_values(order)
+            .reset_index(drop=True)
+        )
+
+    def _load_entity_df(self) -> pd.DataFrame:
+        source = self.entity_df.strip()
+        frame = self._query(source) if source.lower().startswith(SQL_PREFIXES) else self._read_parquet(source)
+        ts = self.event_timestamp_column
+        if ts not in frame.columns:
+            raise ConfigurationError(
+                f"entity_df {self._describe()} has no timestamp column {ts!r}; its columns are "
+                f"{', '.join(map(str, frame.columns))}. Set event_timestamp_column."
+            )
+        if ts != "event_timestamp" and "event_timestamp" in frame.columns:
+            raise ConfigurationError(
+                f"entity_df {self._describe()} has both {ts!r} and 'event_timestamp'; Feast reads the latter, "
+                "so list the columns to keep in entity_columns."
+            )
+        if self.entity_columns:
+            unknown = sorted(set(self.entity_columns) - set(frame.columns))
+            if unknown:
+                raise ConfigurationError(f"entity_columns {unknown} are not in entity_df {self._describe()}.")
+            frame = frame[[*dict.fromkeys([*self.entity_columns, ts])]]
+        if frame.empty:
+            raise EmptyPartition(
+                f"entity_df {self._describe()} has no rows, so there is no training set for "
+                f"{self.feature_service!r}; check that its labels have landed."
+            )
+        return frame
+
+    def _describe(self) -> str:
+        return (
+            "(SQL query)" if self.entity_df.strip().lower().startswith(SQL_PREFIXES) else repr(self.entity_df)
+        )
+
+    def _read_parquet(self, source: str) -> pd.DataFrame:
+        import pyarrow.dataset as ds
+
+        path = ObjectStoragePath(source)
+        files: Any
+        if any(ch in source for ch in "*?["):
+            files = sorted(path.fs.glob(path.path))
+        elif path.exists():
+            files = path.path
+        else:
+            files = []
+        if not files:
+            raise DataNotFound(f"entity_df {source!r} matches no parquet file; check the path or glob.")
+        # No partitioning: folder names like date=... must not become extra training columns.
+        table: pa.Table = ds.dataset(files, filesystem=path.fs, format="parquet").to_table()
+        return table.to_pandas()
+
+    def _query(self, sql: str) -> pd.DataFrame:
+        import pandas as pd
+
+        if not self.entity_df_conn_id:
+            raise ConfigurationError(
+                "entity_df is a SQL query but entity_df_conn_id is not set; name the database connection to run it."
+            )
+        frame = self._sql_hook().get_df(sql, df_type="pandas")
+        ts = self.event_timestamp_column
+        if ts in frame.columns and not isinstance(frame[ts].dtype, pd.DatetimeTZDtype):
+            # DB-API drivers such as sqlite3 return timestamps as text; Feast needs datetimes.
+            frame[ts] = pd.to_datetime(frame[ts], utc=True)
+        return frame
+
+    def _sql_hook(self) -> Any:
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(self.entity_df_conn_id).get_hook()

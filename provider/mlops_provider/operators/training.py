@@ -1,0 +1,254 @@
+"""Train the churn model with the reference trainer, locally or in a Kubernetes GPU pod.
+
+Both backends run the same entrypoint with the same arguments (:func:`trainer_command`) and return
+the same XCom, ``{"run_id", "model_uri", "metrics"}``, so a DAG switches backend with one setting.
+Nothing here imports torch, mlflow or kubernetes at module level: DAG files import this module.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from mlops_provider.exceptions import ConfigurationError, TrainingFailed, TrainingInputRejected
+from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mlops_provider.operators.kubernetes import GPUTrainingOperator
+
+BACKENDS = ("local", "kubernetes")
+_TAIL_LINES = 30
+
+
+def trainer_command(
+    training_set_uri: str,
+    label: str = "churned",
+    hyperparameters: dict[str, Any] | str | None = None,
+    experiment: str = "churn",
+) -> list[str]:
+    """Return the trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
+
+    The local backend runs ``[sys.executable, *argv]``; the pod runs ``["python", *argv]``.
+
+    :param training_set_uri: parquet file or directory, local path or ``s3://``.
+    :param label: binary label column.
+    :param hyperparameters: dict (or its JSON / Python-literal rendering) merged over the defaults.
+    :param experiment: MLflow experiment name.
+    """
+    return [
+        "-m", "mlops_provider.trainer",
+        "--training-set", training_set_uri,
+        "--label", label,
+        "--experiment", experiment,
+        "--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True),
+    ]  # fmt: skip
+
+
+def as_dict(value: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Accept a dict, or a template that rendered it to JSON or to a Python literal."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as error:
+            raise ConfigurationError(
+                f"hyperparameters {value!r} are neither JSON nor a dict literal"
+            ) from error
+    if not isinstance(parsed, dict):
+        raise ConfigurationError(f"hyperparameters must be a mapping, got {type(parsed).__name__}")
+    return parsed
+
+
+def mlflow_connection(mlflow_conn_id: str) -> Any:
+    """Fetch the MLflow connection, or say how to create it."""
+    try:
+        return BaseHook.get_connection(mlflow_conn_id)
+    except Exception as error:  # the SDK raises AirflowNotFoundException, whose home moved across versions
+        raise ConfigurationError(
+            f"MLflow connection {mlflow_conn_id!r} is not defined; create it with host = tracking URI "
+            '(e.g. AIRFLOW_CONN_MLFLOW_DEFAULT=\'{"conn_type": "mlflow", "host": "http://mlflow:5000"}\')'
+        ) from error
+
+
+def tracking_uri(conn: Any) -> str:
+    """The connection's host as a tracking URI; a bare host gets ``http://`` and the port."""
+    host = (conn.host or "").strip()
+    if not host:
+        raise ConfigurationError(
+            f"MLflow connection {conn.conn_id!r} has no host; set it to the tracking URI"
+        )
+    if "://" not in host and not host.startswith(("/", ".")):
+        host = f"http://{host}" + (f":{conn.port}" if conn.port else "")
+    return host
+
+
+def mlflow_env(mlflow_conn_id: str) -> dict[str, str]:
+    """MLFLOW_TRACKING_URI and credentials from the connection, for a subprocess environment only.
+
+    Login/password and the ``token`` extra become MLflow's credential variables, masked in task logs.
+    """
+    from airflow.sdk.log import mask_secret
+
+    conn = mlflow_connection(mlflow_conn_id)
+    token = (conn.extra_dejson or {}).get("token")
+    env = {
+        "MLFLOW_TRACKING_URI": tracking_uri(conn),
+        "MLFLOW_TRACKING_USERNAME": conn.login,
+        "MLFLOW_TRACKING_PASSWORD": conn.password,
+        "MLFLOW_TRACKING_TOKEN": token,
+    }
+    for secret in (conn.password, token):
+        if secret:
+            mask_secret(secret)
+    return {key: str(value) for key, value in env.items() if value}
+
+
+class TrainModelOperator(BaseOperator):
+    """Train with the reference trainer on the worker (``local``) or in a GPU pod (``kubernetes``).
+
+    The kubernetes backend builds a :class:`~mlops_provider.operators.kubernetes.GPUTrainingOperator`
+    at execute time and runs it; when that pod operator defers, Airflow resumes this operator's
+    :meth:`trigger_reentry`, which hands the event to a rebuilt pod operator.
+
+    :param backend: ``"local"`` or ``"kubernetes"``; shipped DAGs template it from the
+        ``training_backend`` param (Airflow Variable ``mlops_training_backend``, default local).
+    :param training_set_uri: parquet training set, local path or ``s3://``. (templated)
+    :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
+    :param hyperparameters: merged over the trainer's defaults; see docs/training.md. (templated)
+    :param experiment: MLflow experiment name. (templated)
+    :param mlflow_conn_id: MLflow connection; host = tracking URI. (templated)
+    :param kubernetes_kwargs: extra GPUTrainingOperator arguments (image, gpus, namespace...). (templated)
+    :return: ``{"run_id", "model_uri", "metrics"}`` from the trainer.
+    :raises TrainingInputRejected: the trainer refused the training set (not retried).
+    :raises TrainingFailed: the trainer crashed or printed no result (retried).
+    """
+
+    template_fields: Sequence[str] = (
+        "backend",
+        "training_set_uri",
+        "label_column",
+        "hyperparameters",
+        "experiment",
+        "mlflow_conn_id",
+        "kubernetes_kwargs",
+    )
+    ui_color = "#f0e4ff"
+
+    def __init__(
+        self,
+        *,
+        training_set_uri: str,
+        backend: str = "local",
+        label_column: str = "churned",
+        hyperparameters: dict[str, Any] | str | None = None,
+        experiment: str = "churn",
+        mlflow_conn_id: str = "mlflow_default",
+        kubernetes_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.backend = backend
+        self.training_set_uri = training_set_uri
+        self.label_column = label_column
+        self.hyperparameters = hyperparameters
+        self.experiment = experiment
+        self.mlflow_conn_id = mlflow_conn_id
+        self.kubernetes_kwargs = kubernetes_kwargs
+        self._process: subprocess.Popen[str] | None = None
+        self._pod_operator: GPUTrainingOperator | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        backend = str(self.backend).strip().lower()
+        if backend == "local":
+            return self._run_local()
+        if backend == "kubernetes":
+            self._pod_operator = self.pod_operator()
+            return self._pod_operator.execute(context)
+        raise ConfigurationError(
+            f"unknown training backend {self.backend!r} for task {self.task_id}; use one of {BACKENDS} "
+            "(DAG param training_backend, Airflow Variable mlops_training_backend)"
+        )
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume the deferred pod operator of the kubernetes backend."""
+        return self.pod_operator().trigger_reentry(context, event)
+
+    def pod_operator(self) -> GPUTrainingOperator:
+        """Build the GPU pod operator for this task with the shared trainer command."""
+        from mlops_provider.operators.kubernetes import GPUTrainingOperator
+
+        return GPUTrainingOperator(
+            task_id=self.task_id,
+            training_set_uri=self.training_set_uri,
+            label_column=self.label_column,
+            hyperparameters=as_dict(self.hyperparameters),
+            experiment=self.experiment,
+            mlflow_conn_id=self.mlflow_conn_id,
+            **as_dict(self.kubernetes_kwargs),
+        )
+
+    def _run_local(self) -> dict[str, Any]:
+        argv = [
+            sys.executable,
+            *trainer_command(self.training_set_uri, self.label_column, self.hyperparameters, self.experiment),
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **mlflow_env(self.mlflow_conn_id)}
+        self.log.info("Running the trainer locally: %s", " ".join(argv))
+        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        result = None
+        # A scratch cwd keeps anything the trainer or MLflow writes relative to it off the worker.
+        with tempfile.TemporaryDirectory(prefix="mlops-train-") as workdir:
+            self._process = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+            assert self._process.stdout is not None
+            for line in self._process.stdout:
+                line = line.rstrip("\n")
+                self.log.info("%s", line)
+                tail.append(line)
+                if line.startswith(RESULT_MARKER):
+                    result = json.loads(line.removeprefix(RESULT_MARKER))
+            code = self._process.wait()
+        return self._check(code, result, "\n".join(tail))
+
+    def _check(self, code: int, result: dict[str, Any] | None, tail: str) -> dict[str, Any]:
+        where = f"trainer on {self.training_set_uri} (task {self.task_id})"
+        if code == EXIT_BAD_INPUT:
+            raise TrainingInputRejected(
+                f"{where} refused the training set; fix the data, then re-run:\n{tail}"
+            )
+        if code != 0:
+            raise TrainingFailed(f"{where} exited with code {code}; last lines:\n{tail}")
+        if result is None:
+            raise TrainingFailed(
+                f"{where} exited 0 without a {RESULT_MARKER.strip()} line; last lines:\n{tail}"
+            )
+        return result
+
+    def on_kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+        if self._pod_operator is not None:
+            self._pod_operator.on_kill()

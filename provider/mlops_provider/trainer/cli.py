@@ -1,0 +1,152 @@
+"""Command line of the trainer: check the data, then train and log one MLflow run.
+
+Exit codes: 0 trained, 2 bad command line, 3 a training set or hyperparameters it refuses,
+1 anything else (the run, if one started, is marked FAILED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
+
+log = logging.getLogger("mlops_provider.trainer")
+
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+    "epochs": 20,
+    "lr": 3e-3,
+    "batch_size": 256,
+    "hidden": [64, 32],
+    "dropout": 0.1,
+    "patience": 3,
+    "seed": 42,
+    "val_fraction": 0.2,
+    "weight_decay": 0.0,
+}
+_XCOM_DIR = "/airflow/xcom"
+
+
+class BadHyperparameters(ValueError):
+    """A hyperparameter is unknown or has the wrong type."""
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="python -m mlops_provider.trainer", description=__doc__)
+    cli.add_argument("--training-set", required=True, help="parquet file or directory, local or s3://")
+    cli.add_argument("--label", default="churned", help="binary 0/1 label column")
+    cli.add_argument("--timestamp-column", default="event_timestamp", help="splits train/validation by time")
+    cli.add_argument("--experiment", default="churn", help="MLflow experiment name")
+    cli.add_argument("--id-columns", default="customer_id", help="comma-separated keys that are not features")
+    cli.add_argument("--hyperparameters", default="{}", help="JSON object merged over the defaults")
+    for name, value in DEFAULT_HYPERPARAMETERS.items():
+        kind = str if isinstance(value, list) else type(value)
+        cli.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                         help=f"overrides --hyperparameters (default {value})")  # fmt: skip
+    return cli
+
+
+def resolve_hyperparameters(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Defaults, then the --hyperparameters JSON, then single flags; types are checked.
+
+    :return: the resolved hyperparameters, and those given (JSON plus flags) before defaults.
+    """
+    try:
+        given = json.loads(args.hyperparameters or "{}")
+    except json.JSONDecodeError as error:
+        raise BadHyperparameters(f"--hyperparameters is not valid JSON: {error}") from error
+    if not isinstance(given, dict):
+        raise BadHyperparameters("--hyperparameters must be a JSON object")
+    unknown = sorted(set(given) - set(DEFAULT_HYPERPARAMETERS))
+    if unknown:
+        raise BadHyperparameters(
+            f"unknown hyperparameters {unknown}; known: {sorted(DEFAULT_HYPERPARAMETERS)}"
+        )
+    given.update({k: getattr(args, k) for k in DEFAULT_HYPERPARAMETERS if getattr(args, k) is not None})
+    merged = {**DEFAULT_HYPERPARAMETERS, **given}
+    try:
+        if isinstance(merged["hidden"], str):
+            merged["hidden"] = [int(size) for size in merged["hidden"].split(",") if size.strip()]
+        resolved = {
+            k: [int(v) for v in merged[k]] if k == "hidden" else type(default)(merged[k])
+            for k, default in DEFAULT_HYPERPARAMETERS.items()
+        }
+    except (TypeError, ValueError) as error:
+        raise BadHyperparameters(f"a hyperparameter has the wrong type: {error}") from error
+    if resolved["epochs"] < 1 or resolved["batch_size"] < 1 or not 0 < resolved["val_fraction"] < 1:
+        raise BadHyperparameters("need epochs >= 1, batch_size >= 1 and 0 < val_fraction < 1")
+    return resolved, given
+
+
+def hyperparameters_hash(hyperparameters: dict[str, Any]) -> str:
+    """The ``mlops.hyperparameters_hash`` tag: same algorithm as ``hooks.mlflow.hyperparameters_hash``.
+
+    It hashes the hyperparameters as given (what the DAG passed), so the registry's fingerprint
+    check can compute it from the DAG's params without knowing the trainer's defaults.
+    """
+    canonical = json.dumps(hyperparameters, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """MLOPS_CODE_VERSION (set by the image build), else the package version plus the git commit."""
+    from mlops_provider import __version__
+
+    if os.environ.get("MLOPS_CODE_VERSION"):
+        return os.environ["MLOPS_CODE_VERSION"]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{sha}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    from mlops_provider.trainer import data
+
+    try:
+        hyperparameters, given = resolve_hyperparameters(args)
+        id_columns = tuple(c.strip() for c in args.id_columns.split(",") if c.strip())
+        training_set = data.load(
+            args.training_set, args.label, args.timestamp_column, hyperparameters["val_fraction"], id_columns
+        )
+    except (data.TrainingDataError, BadHyperparameters) as error:
+        log.error("refusing to train: %s", error)
+        return EXIT_BAD_INPUT
+    # KPO deletes a pod with SIGTERM; turning it into SystemExit lets the run end as FAILED.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        from mlops_provider.trainer.run import train_and_log
+
+        result = train_and_log(
+            training_set, hyperparameters, args.experiment, code_version(), hyperparameters_hash(given)
+        )
+    except Exception:
+        log.exception("training failed; the MLflow run (if any) is marked FAILED")
+        return 1
+    emit(result)
+    return 0
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Write the result for KPO's XCom sidecar when its directory exists; always print it last."""
+    result = {**result, "metrics": {k: None if math.isnan(v) else v for k, v in result["metrics"].items()}}
+    payload = json.dumps(result, sort_keys=True)
+    xcom_dir = Path(os.environ.get("MLOPS_XCOM_DIR", _XCOM_DIR))
+    if xcom_dir.is_dir():
+        (xcom_dir / "return.json").write_text(payload)
+    print(RESULT_MARKER + payload, flush=True)

@@ -1,0 +1,155 @@
+"""GXHook against real GX Core: suites, reading batches, DataFrame and SQL validation, data docs, quarantine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mlops_provider.exceptions import ConfigurationError, DataNotFound
+from mlops_provider.hooks.gx import GXHook
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "dags" / "expectations" / "customer_activity.json"
+DAY = dt.date(2026, 1, 2)
+PARAMS = {
+    "min_event_timestamp": "2026-01-02T00:00:00+00:00",
+    "max_event_timestamp": "2026-01-03T00:00:00+00:00",
+}
+
+
+@pytest.fixture(scope="module")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data_docs")
+
+
+@pytest.fixture(scope="module")
+def hook(docs_dir: Path) -> GXHook:
+    """One hook, and so one GX context, for the whole module."""
+    return GXHook(data_docs_dir=str(docs_dir))
+
+
+def _write(tmp_path: Path, bad_mode: str | None = None, rows: int = 200) -> str | None:
+    from mlops_provider.example_data.generator import GeneratorConfig, write_day
+
+    return write_day(GeneratorConfig(rows_per_day=rows, bad_mode=bad_mode), tmp_path / "landing", DAY)[
+        "activity"
+    ]
+
+
+def test_load_suite_keeps_every_expectation(hook: GXHook) -> None:
+    suite = hook.load_suite(SUITE)
+    assert suite.name == "customer_activity"
+    assert len(suite.expectations) == len(json.loads(SUITE.read_text())["expectations"])
+
+
+def test_load_suite_rejects_invalid_expectation(hook: GXHook, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"name": "bad", "expectations": [{"type": "expect_no_such_thing", "kwargs": {}}]})
+    )
+    with pytest.raises(ConfigurationError, match="invalid expectations"):
+        hook.load_suite(bad)
+    with pytest.raises(ConfigurationError, match="missing.json"):
+        hook.load_suite(tmp_path / "missing.json")
+
+
+def test_read_batch_parquet_csv_missing_and_corrupt(hook: GXHook, tmp_path: Path) -> None:
+    path = _write(tmp_path)
+    frame = hook.read_batch(path)
+    assert len(frame) == 200
+    assert str(frame["event_timestamp"].dtype) == "datetime64[us, UTC]"
+
+    csv = tmp_path / "batch.csv"
+    frame.head(5).to_csv(csv, index=False)
+    assert list(hook.read_batch(str(csv)).columns) == list(frame.columns)
+
+    with pytest.raises(DataNotFound, match="nowhere.parquet"):
+        hook.read_batch(str(tmp_path / "nowhere.parquet"))
+
+    corrupt = _write(tmp_path / "c", "corrupt")
+    with pytest.raises(ValueError, match=r"cannot read .*part-00000.parquet.*magic bytes"):
+        hook.read_batch(corrupt)
+
+
+def test_validate_dataframe_builds_data_docs(hook: GXHook, docs_dir: Path, tmp_path: Path) -> None:
+    suite = hook.load_suite(SUITE)
+    frame = hook.read_batch(_write(tmp_path))
+    result, url = hook.validate(
+        suite, data_asset_name="customer_activity", dataframe=frame, suite_parameters=PARAMS
+    )
+    assert result.success, [r.expectation_config.type for r in result.results if not r.success]
+    assert result.statistics["success_percent"] == 100.0
+    assert url.startswith("file://") and Path(url.removeprefix("file://").replace("%3A", ":")).exists()
+    assert (docs_dir / "index.html").exists()
+
+    # The same hook validates the same asset again (the asset is rebuilt, not duplicated).
+    late = {
+        "min_event_timestamp": "2026-01-03T00:00:00+00:00",
+        "max_event_timestamp": "2026-01-04T00:00:00+00:00",
+    }
+    again, _ = hook.validate(
+        suite, data_asset_name="customer_activity", dataframe=frame, suite_parameters=late
+    )
+    assert not again.success
+
+
+def test_validate_sql_table_and_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "warehouse.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE scores (id INTEGER, score REAL)")
+        con.executemany("INSERT INTO scores VALUES (?, ?)", [(i, i / 10) for i in range(20)])
+    monkeypatch.setenv("AIRFLOW_CONN_GX_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    suite_file = tmp_path / "scores.json"
+    suite_file.write_text(
+        json.dumps(
+            {
+                "name": "scores",
+                "expectations": [
+                    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "id"}},
+                    {
+                        "type": "expect_column_values_to_be_between",
+                        "kwargs": {
+                            "column": "score",
+                            "min_value": 0,
+                            "max_value": {"$PARAMETER": "max_score"},
+                        },
+                    },
+                ],
+            }
+        )
+    )
+    hook = GXHook(conn_id="gx_warehouse")
+    assert hook.sqlalchemy_url() == f"sqlite:///{db}"
+    assert hook.test_connection()[0]
+    suite = hook.load_suite(suite_file)
+
+    table, url = hook.validate(
+        suite, data_asset_name="scores", sql="scores", suite_parameters={"max_score": 5}
+    )
+    assert table.success and url is None
+    query, _ = hook.validate(
+        suite,
+        data_asset_name="scores",
+        sql="SELECT id, score * 10 AS score FROM scores",
+        suite_parameters={"max_score": 5},
+    )
+    assert not query.success
+    assert query.results[1].result["unexpected_count"] == 14
+
+
+def test_quarantine_moves_batch_and_overwrites(hook: GXHook, tmp_path: Path) -> None:
+    destination = tmp_path / "quarantine" / "customer_activity" / "run_1"
+    for attempt in (1, 2):
+        path = _write(tmp_path, "null_keys")
+        report = hook.quarantine(path, str(destination), {"attempt": attempt})
+        assert not Path(path).exists()
+        assert (destination / "part-00000.parquet").exists()
+        assert json.loads(Path(report).read_text()) == {"attempt": attempt}
+
+    only_report = tmp_path / "quarantine" / "frames" / "run_1"
+    hook.quarantine(None, str(only_report), {"attempt": 3})
+    assert sorted(p.name for p in only_report.iterdir()) == ["validation_report.json"]

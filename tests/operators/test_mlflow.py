@@ -1,0 +1,303 @@
+"""MLflow operators against a real ``mlflow server``: registration, lineage, aliases, the gate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+from mlflow import MlflowClient
+
+from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
+from mlops_provider.hooks.mlflow import hyperparameters_hash
+from mlops_provider.operators.mlflow import (
+    MLflowDeleteAliasOperator,
+    MLflowEvaluateGateOperator,
+    MLflowFindModelVersionOperator,
+    MLflowRegisterModelOperator,
+    MLflowSetAliasOperator,
+)
+from tests.mlflow_helpers import (
+    HYPERPARAMETERS,
+    SENTINEL_PASSWORD,
+    SENTINEL_TOKEN,
+    log_model,
+    task_context,
+    unique_name,
+)
+
+pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers", "tests.postgres"]
+
+THRESHOLDS = {
+    "roc_auc": {"threshold": 0.6, "min_absolute_change": 0.01, "greater_is_better": True},
+    "log_loss": {"threshold": 1.0, "greater_is_better": False},
+}
+
+
+def _register(name: str, task_id: str = "register", **kwargs) -> dict:
+    return MLflowRegisterModelOperator(task_id=task_id, name=name, **kwargs).execute(task_context())
+
+
+def _gate(name: str, version: str, eval_data, **kwargs) -> dict:
+    op = MLflowEvaluateGateOperator(
+        task_id="gate",
+        name=name,
+        version=version,
+        eval_data_uri=str(eval_data),
+        thresholds=kwargs.pop("thresholds", THRESHOLDS),
+        short_circuit_on_fail=False,
+        **kwargs,
+    )
+    return op.execute(task_context())
+
+
+def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    return dict(client.get_registered_model(name).aliases)
+
+
+def test_register_sets_lineage_and_copies_run_tags(mlflow_conn, eval_data) -> None:
+    tags = {"mlops.data_fingerprint": "fp-1", "mlops.code_version": "git-abc", "other": "not copied"}
+    logged = log_model(mlflow_conn.tracking_uri, "truth", tags=tags)
+    name = unique_name()
+
+    result = _register(
+        name,
+        run_id=logged["run_id"],
+        lineage_tags={"feature_service": "churn_model_v1", "training_set_uri": "s3://b/train.parquet"},
+    )
+
+    assert result == {
+        "name": name,
+        "version": "1",
+        "model_uri": f"models:/{name}/1",
+        "run_id": logged["run_id"],
+        "created": True,
+    }
+    mv = MlflowClient(mlflow_conn.tracking_uri).get_model_version(name, "1")
+    assert mv.run_id == logged["run_id"]
+    assert mv.tags["mlops.dag_id"] == "churn_training"
+    assert mv.tags["mlops.dag_run_id"] == "scheduled__2026-01-03T00:00:00+00:00"
+    assert mv.tags["mlops.data_interval_start"] == "2026-01-03T00:00:00+00:00"
+    assert mv.tags["mlops.data_interval_end"] == "2026-01-04T00:00:00+00:00"
+    assert mv.tags["mlops.feature_service"] == "churn_model_v1"
+    assert mv.tags["mlops.training_set_uri"] == "s3://b/train.parquet"
+    assert mv.tags["mlops.data_fingerprint"] == "fp-1"
+    assert mv.tags["mlops.code_version"] == "git-abc"
+    assert "other" not in mv.tags
+
+
+@pytest.mark.parametrize("source", ["model_uri", "runs_uri", "run_id"])
+def test_register_three_times_gives_one_version(mlflow_conn, models, source) -> None:
+    logged, name = models["weak"], unique_name()
+    kwargs = {
+        "model_uri": {"model_uri": logged["model_uri"]},
+        "runs_uri": {"model_uri": f"runs:/{logged['run_id']}/model"},
+        "run_id": {"run_id": logged["run_id"]},
+    }[source]
+
+    results = [_register(name, **kwargs) for _ in range(3)]
+
+    assert [r["created"] for r in results] == [True, False, False]
+    assert {r["version"] for r in results} == {"1"}
+    assert {r["run_id"] for r in results} == {logged["run_id"]}
+    assert len(MlflowClient(mlflow_conn.tracking_uri).search_model_versions(f"name = '{name}'")) == 1
+
+
+def test_register_needs_a_model(mlflow_conn) -> None:
+    with pytest.raises(ConfigurationError, match="needs model_uri or run_id"):
+        _register(unique_name())
+
+
+def test_server_down_during_registration_then_retry_without_duplicate(mlflow_conn, models) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    name = unique_name()
+    _register(name, run_id=models["weak"]["run_id"])
+    mlflow_conn.stop()
+    try:
+        with pytest.raises(ServiceUnavailable) as err:
+            _register(name, run_id=models["truth"]["run_id"])
+    finally:
+        mlflow_conn.start()
+    message = str(err.value)
+    assert mlflow_conn.tracking_uri in message and "Retrying the task is safe" in message
+    assert SENTINEL_PASSWORD not in message
+
+    # The server may have committed the version before dying: simulate that, then retry twice.
+    model_id = models["truth"]["model_uri"].removeprefix("models:/")
+    client.create_model_version(
+        name, models["truth"]["model_uri"], run_id=models["truth"]["run_id"], model_id=model_id
+    )
+    retries = [_register(name, run_id=models["truth"]["run_id"]) for _ in range(2)]
+
+    assert [r["created"] for r in retries] == [False, False]
+    assert {r["version"] for r in retries} == {"2"}
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2
+
+
+def test_set_and_delete_alias_are_idempotent(mlflow_conn, models) -> None:
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    version = _register(name, run_id=models["weak"]["run_id"])["version"]
+    set_op = MLflowSetAliasOperator(task_id="set", name=name, alias="champion", version=version)
+    delete_op = MLflowDeleteAliasOperator(task_id="delete", name=name, alias="champion")
+
+    assert [set_op.execute({})["changed"] for _ in range(2)] == [True, False]
+    assert _aliases(client, name) == {"champion": "1"}
+    assert [delete_op.execute({})["changed"] for _ in range(2)] == [True, False]
+    assert _aliases(client, name) == {}
+
+
+def test_find_version_by_fingerprint(mlflow_conn) -> None:
+    tags = {
+        "mlops.data_fingerprint": "fp-42",
+        "mlops.code_version": "trainer:1.2.0",
+        "mlops.hyperparameters_hash": hyperparameters_hash(HYPERPARAMETERS),
+    }
+    logged = log_model(mlflow_conn.tracking_uri, "weak", tags=tags)
+    name = unique_name()
+    find = {"data_fingerprint": "fp-42", "code_version": "trainer:1.2.0", "hyperparameters": HYPERPARAMETERS}
+
+    before = MLflowFindModelVersionOperator(task_id="find", name=name, **find).execute({})
+    _register(name, run_id=logged["run_id"])
+    after = MLflowFindModelVersionOperator(task_id="find", name=name, **find).execute({})
+    other = MLflowFindModelVersionOperator(
+        task_id="find", name=name, **{**find, "hyperparameters": {**HYPERPARAMETERS, "lr": 0.1}}
+    ).execute({})
+
+    assert before["found"] is False and other["found"] is False
+    assert after == {
+        "found": True,
+        "name": name,
+        "version": "1",
+        "model_uri": f"models:/{name}/1",
+        "run_id": logged["run_id"],
+    }
+
+
+def test_gate_first_model_passes_on_absolute_thresholds(mlflow_conn, models, eval_data) -> None:
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    version = _register(name, run_id=models["truth"]["run_id"])["version"]
+
+    result = _gate(name, version, eval_data)
+
+    assert result["decision"] == "pass" and "first model" in result["reasons"][0]
+    assert result["champion"] is None
+    assert set(result["candidate"]) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
+    assert result["candidate"]["roc_auc"] > 0.7
+    assert _aliases(client, name) == {"challenger": version}
+    gate_run = client.get_run(result["gate_run_id"])
+    assert gate_run.data.tags["mlops.gate.decision"] == "pass"
+    assert gate_run.data.metrics["candidate_roc_auc"] == pytest.approx(result["candidate"]["roc_auc"])
+
+
+def test_gate_better_challenger_passes_and_rerun_reuses(mlflow_conn, models, eval_data) -> None:
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    champion = _register(name, run_id=models["weak"]["run_id"])["version"]
+    client.set_registered_model_alias(name, "champion", champion)
+    candidate = _register(name, run_id=models["truth"]["run_id"])["version"]
+
+    results = [_gate(name, candidate, eval_data) for _ in range(3)]
+
+    first = results[0]
+    assert first["decision"] == "pass", first["reasons"]
+    assert first["champion"]["version"] == champion
+    assert first["candidate"]["roc_auc"] > first["champion"]["roc_auc"] + 0.01
+    assert _aliases(client, name) == {"champion": champion, "challenger": candidate}
+    assert [r["reused"] for r in results] == [False, True, True]
+    assert {r["gate_run_id"] for r in results} == {first["gate_run_id"]}
+    gate_run = client.get_run(first["gate_run_id"])
+    assert {"candidate_roc_auc", "champion_roc_auc"} <= set(gate_run.data.metrics)
+
+
+def test_gate_worse_candidate_fails_and_leaves_aliases(mlflow_conn, models, eval_data) -> None:
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    champion = _register(name, run_id=models["truth"]["run_id"])["version"]
+    client.set_registered_model_alias(name, "champion", champion)
+    client.set_registered_model_alias(name, "challenger", champion)
+    candidate = _register(name, run_id=models["constant"]["run_id"])["version"]
+
+    result = _gate(name, candidate, eval_data)
+
+    assert result["decision"] == "fail"
+    assert any("roc_auc" in reason for reason in result["reasons"])
+    assert _aliases(client, name) == {"champion": champion, "challenger": champion}
+    tags = client.get_model_version(name, candidate).tags
+    assert tags["mlops.gate.decision"] == "fail"
+    assert "roc_auc" in tags["mlops.gate.reason"]
+    assert tags["mlops.gate.run_id"] == result["gate_run_id"]
+
+
+def test_gate_rejects_unknown_metric() -> None:
+    with pytest.raises(ConfigurationError, match="unknown metric 'auc'"):
+        MLflowEvaluateGateOperator(
+            task_id="gate", name="m", version="1", eval_data_uri="x", thresholds={"auc": {"threshold": 0.5}}
+        )
+
+
+def test_sentinel_credentials_never_reach_logs_or_xcom(
+    mlflow_conn, models, eval_data, caplog, capsys
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    name = unique_name()
+    results = [_register(name, run_id=models["truth"]["run_id"])]
+    results.append(_gate(name, results[0]["version"], eval_data))
+    results.append(MLflowSetAliasOperator(task_id="s", name=name, alias="champion", version="1").execute({}))
+
+    captured = capsys.readouterr()
+    text = caplog.text + captured.out + captured.err + json.dumps(results)
+    assert SENTINEL_PASSWORD not in text and SENTINEL_TOKEN not in text
+
+
+def test_gate_short_circuits_downstream_in_a_dag_run(mlflow_conn, models, eval_data, airflow_db) -> None:
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    champion = _register(name, run_id=models["truth"]["run_id"])["version"]
+    client.set_registered_model_alias(name, "champion", champion)
+    candidate = _register(name, run_id=models["constant"]["run_id"])["version"]
+    with DAG(dag_id=f"gate_{name}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+        gate = MLflowEvaluateGateOperator(
+            task_id="gate", name=name, version=candidate, eval_data_uri=str(eval_data), thresholds=THRESHOLDS
+        )
+        gate >> EmptyOperator(task_id="deploy") >> EmptyOperator(task_id="after_deploy")
+
+    run = dag.test()
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"gate": "success", "deploy": "skipped", "after_deploy": "skipped"}
+    gate_ti = next(ti for ti in run.get_task_instances() if ti.task_id == "gate")
+    assert gate_ti.xcom_pull(task_ids="gate")["decision"] == "fail"
+    assert _aliases(client, name) == {"champion": champion}
+
+
+@pytest.fixture(scope="module")
+def postgres_mlflow(postgres_url, tmp_path_factory):
+    """A second ``mlflow server`` whose backend store is the real PostgreSQL server."""
+    from tests.mlflow_server import MLflowServer
+
+    server = MLflowServer(tmp_path_factory.mktemp("mlflow-pg"))
+    server.backend_store_uri = postgres_url
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.integration
+def test_register_and_gate_on_postgres_backend(postgres_mlflow, eval_data, monkeypatch) -> None:
+    from tests.mlflow_helpers import connection_env
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", connection_env(postgres_mlflow.tracking_uri))
+    client, name = MlflowClient(postgres_mlflow.tracking_uri), unique_name()
+    weak = log_model(postgres_mlflow.tracking_uri, "weak")
+    truth = log_model(postgres_mlflow.tracking_uri, "truth")
+
+    champion = [_register(name, run_id=weak["run_id"]) for _ in range(3)][0]["version"]
+    client.set_registered_model_alias(name, "champion", champion)
+    candidate = [_register(name, run_id=truth["run_id"]) for _ in range(3)][0]["version"]
+    result = _gate(name, candidate, eval_data)
+
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2
+    assert result["decision"] == "pass"
+    assert _aliases(client, name) == {"champion": champion, "challenger": candidate}
+    assert client.get_model_version(name, candidate).tags["mlops.dag_id"] == "churn_training"

@@ -1,0 +1,128 @@
+"""TrainModelOperator: the local backend runs the real trainer against a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_provider.exceptions import ConfigurationError, TrainingFailed, TrainingInputRejected
+from mlops_provider.operators.training import TrainModelOperator, as_dict, trainer_command
+from tests.training_data import build_training_set
+
+pytest_plugins = ["tests.mlflow_server"]
+
+SENTINEL_PASSWORD = "sentinel-local-Pa55-4d1e"
+FAST = {"epochs": 2, "lr": 0.01, "batch_size": 128, "hidden": [8]}
+
+
+@pytest.fixture(scope="module")
+def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_training_set(tmp_path_factory.mktemp("trainset"), days=5, rows_per_day=400)
+
+
+@pytest.fixture
+def mlflow_conn(mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    # The server needs no auth; the credentials are there to prove they never reach the log.
+    conn = {"conn_type": "mlflow", "host": mlflow_server.tracking_uri, "login": "u", "password": SENTINEL_PASSWORD}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
+    return mlflow_server
+
+
+def captured(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> str:
+    out, err = capfd.readouterr()
+    return out + err + caplog.text
+
+
+def test_local_backend_returns_the_trainer_contract_and_streams_logs(
+    training_set: Path, mlflow_conn: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from mlflow import MlflowClient
+
+    caplog.set_level("INFO")
+    operator = TrainModelOperator(
+        task_id="train", training_set_uri=str(training_set), hyperparameters=json.dumps(FAST), experiment="local"
+    )
+    result = operator.execute(context={})
+    assert set(result) == {"run_id", "model_uri", "metrics"}
+    run = MlflowClient(mlflow_conn.tracking_uri).get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["epochs"] == "2"
+    log = captured(capfd, caplog)
+    assert "epoch 1/2 train_loss=" in log and "epoch 2/2 train_loss=" in log
+    assert SENTINEL_PASSWORD not in log
+    assert json.loads(json.dumps(result)) == result  # XCom-serialisable
+
+
+def test_rejected_training_set_fails_without_retry(training_set: Path, mlflow_conn: Any) -> None:
+    operator = TrainModelOperator(task_id="train", training_set_uri=str(training_set), label_column="nope")
+    with pytest.raises(TrainingInputRejected, match="has no column 'nope'") as raised:
+        operator.execute(context={})
+    assert isinstance(raised.value, TrainingFailed)
+
+
+def test_crashing_trainer_fails_the_task_with_its_last_lines(training_set: Path, mlflow_conn: Any) -> None:
+    operator = TrainModelOperator(
+        task_id="train", training_set_uri=str(training_set), hyperparameters={"lr": -1.0, "epochs": 1}
+    )
+    with pytest.raises(TrainingFailed, match="exited with code 1") as raised:
+        operator.execute(context={})
+    assert "Invalid learning rate" in str(raised.value)
+    assert not isinstance(raised.value, TrainingInputRejected)
+
+
+def test_unknown_backend_is_a_configuration_error() -> None:
+    operator = TrainModelOperator(task_id="train", training_set_uri="x.parquet", backend="slurm")
+    with pytest.raises(ConfigurationError, match="unknown training backend 'slurm'"):
+        operator.execute(context={})
+
+
+def test_missing_mlflow_connection_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    operator = TrainModelOperator(task_id="train", training_set_uri="x.parquet", mlflow_conn_id="no_such_mlflow")
+    with pytest.raises(ConfigurationError, match="'no_such_mlflow' is not defined"):
+        operator.execute(context={})
+
+
+def test_kubernetes_backend_builds_the_pod_with_the_same_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes.client import ApiClient
+
+    from tests.operators.test_kubernetes import KUBECONFIG
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://mlflow:5000"}))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    operator = TrainModelOperator(
+        task_id="train",
+        backend="kubernetes",
+        training_set_uri="s3://mlops/training.parquet",
+        hyperparameters="{'epochs': 4}",  # how Jinja renders a dict param without native rendering
+        kubernetes_kwargs={"config_file": str(kubeconfig), "gpus": 2, "namespace": "ml"},
+    )
+    pod_operator = operator.pod_operator()
+    ti = types.SimpleNamespace(dag_id="d", task_id="train", map_index=-1, try_number=1)
+    pod = ApiClient().sanitize_for_serialization(
+        pod_operator.build_pod_request_obj({"ti": ti, "run_id": "r", "dag": types.SimpleNamespace()})
+    )
+    base = pod["spec"]["containers"][0]
+    assert base["args"] == trainer_command("s3://mlops/training.parquet", "churned", {"epochs": 4}, "churn")
+    assert base["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert pod["metadata"]["namespace"] == "ml"
+
+
+def test_rendered_hyperparameters_are_parsed() -> None:
+    assert as_dict('{"epochs": 3}') == {"epochs": 3}
+    assert as_dict("{'hidden': [8, 4]}") == {"hidden": [8, 4]}
+    assert as_dict(None) == {} and as_dict("") == {}
+    with pytest.raises(ConfigurationError, match="must be a mapping"):
+        as_dict("[1, 2]")
+
+
+def test_template_fields_cover_every_user_string() -> None:
+    assert set(TrainModelOperator.template_fields) == {
+        "backend", "training_set_uri", "label_column", "hyperparameters", "experiment", "mlflow_conn_id",
+        "kubernetes_kwargs",
+    }  # fmt: skip

@@ -1,0 +1,45 @@
+"""The provider metadata is valid for Airflow and points at classes that exist."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import airflow
+import jsonschema
+
+from mlops_provider.get_provider_info import get_provider_info
+
+
+def test_provider_info_matches_airflows_schema():
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_every_declared_module_and_class_imports():
+    info = get_provider_info()
+    modules = [m for kind in ("operators", "sensors", "hooks", "triggers") for e in info[kind] for m in e["python-modules"]]
+    for module in modules:
+        importlib.import_module(module)
+    classes = info["extra-links"] + [c["hook-class-name"] for c in info["connection-types"]]
+    for path in classes:
+        module, _, name = path.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), path
+
+
+def test_connection_forms_are_declarative_and_hooks_agree():
+    for conn in get_provider_info()["connection-types"]:
+        module, _, name = conn["hook-class-name"].rpartition(".")
+        hook = getattr(importlib.import_module(module), name)
+        assert hook.conn_type == conn["connection-type"]
+        assert conn["conn-fields"], "forms are declared as data, not built by importing the hook"
+        assert "hidden-fields" in conn["ui-field-behaviour"]
+
+
+def test_airflow_discovers_the_provider_through_its_entry_point():
+    from airflow.providers_manager import ProvidersManager
+
+    providers = ProvidersManager().providers
+    assert "airflow-provider-mlops" in providers
+    assert ProvidersManager().hooks["feast"].hook_class_name == "mlops_provider.hooks.feast.FeastHook"
