@@ -129,4 +129,4 @@ with DAG(
     )
 
     extract >> validate >> publish >> materialize
-    apply >> materialize
+    apply >> publish  # publishing finds the view's source in the registry

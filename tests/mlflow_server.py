@@ -97,7 +97,9 @@ class MLflowServer:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"mlflow server did not become healthy in {_START_TIMEOUT_S:.0f} s:\n{self._log_tail()}")
+        raise RuntimeError(
+            f"mlflow server did not become healthy in {_START_TIMEOUT_S:.0f} s:\n{self._log_tail()}"
+        )
 
     def _log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""

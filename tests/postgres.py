@@ -35,7 +35,7 @@ def _as_owner(command: list[str], user: str | None) -> list[str]:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A SQLAlchemy URL of an empty database ``mlflow`` on a private server on 127.0.0.1."""
+    """A SQLAlchemy URL (psycopg2 driver) of an empty database ``mlflow`` on a private server on 127.0.0.1."""
     bin_dir, port = _bin_dir(), _free_port()
     root = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
     user = None
@@ -54,7 +54,7 @@ def postgres_url() -> Iterator[str]:
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start")
     try:
         run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlops", "mlflow")
-        yield f"postgresql://mlops@127.0.0.1:{port}/mlflow"
+        yield f"postgresql+psycopg2://mlops@127.0.0.1:{port}/mlflow"
     finally:
         subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], user),
                        capture_output=True, cwd=root)  # fmt: skip

@@ -25,7 +25,9 @@ def build_training_set(
     day_list = [START_DAY + dt.timedelta(days=i) for i in range(days)]
     activity = pd.concat(activity_table(cfg, day).to_pandas() for day in day_list)
     labels = pd.concat(labels_table(cfg, day).to_pandas() for day in day_list)
-    frame = activity.merge(labels[["customer_id", "event_timestamp", "churned"]], on=["customer_id", "event_timestamp"])
+    frame = activity.merge(
+        labels[["customer_id", "event_timestamp", "churned"]], on=["customer_id", "event_timestamp"]
+    )
     frame = frame.sort_values(["event_timestamp", "customer_id"]).reset_index(drop=True)
     rng = np.random.default_rng(7)
     if null_labels:

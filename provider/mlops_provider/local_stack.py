@@ -82,8 +82,10 @@ class LocalStack:
             "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
             "kwargs": {"path": str(self.project_dir / "dags"), "refresh_interval": 30},
         }]
+        # Inherit nothing of another Airflow (a test session's unit-test mode, say) but its PATH and tools.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
         env = {
-            **os.environ,
+            **inherited,
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.project_dir / "dags"),
@@ -98,6 +100,10 @@ class LocalStack:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_port + 2),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
+            # A small machine: few tasks at once, and patience with an API server busy writing SQLite.
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW_VAR_MLOPS_DATA_ROOT": str(self.data_root),
@@ -111,6 +117,15 @@ class LocalStack:
         }
         env.update(self.extra_env)
         return env
+
+    def write_env_file(self) -> Path:
+        """Write ``<state_dir>/env`` so a shell can ``source`` it and use the airflow CLI on this stack."""
+        import shlex
+
+        mine = {k: v for k, v in self.env().items() if k.startswith(("AIRFLOW", "MLFLOW", "GX_"))}
+        path = self.state_dir / "env"
+        path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(mine.items())))
+        return path
 
     # -- processes ---------------------------------------------------------------------------------
 
@@ -135,6 +150,7 @@ class LocalStack:
             self._require_free(self.airflow_port, "Airflow")
             pids["airflow"] = self._spawn("airflow", [str(bin_dir / "airflow"), "standalone"])
         self._write_pids(pids)
+        self.write_env_file()
         deadline = time.monotonic() + timeout
         if with_mlflow:
             self._wait_http(f"{self.mlflow_url}/health", deadline, "MLflow server")
@@ -220,7 +236,7 @@ class LocalStack:
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read() or b"null")
 
     def _token(self) -> str:
@@ -229,7 +245,7 @@ class LocalStack:
             data=json.dumps({"username": ADMIN_USER, "password": self.password}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())["access_token"]
 
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 300) -> None:

@@ -108,10 +108,16 @@ def test_custom_tolerations_node_selector_and_resource_name(kubeconfig: str) -> 
         cpu_limit="8",
     )
     spec = manifest["spec"]
-    assert spec["tolerations"] == [{"key": "gpu-pool", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}]
+    assert spec["tolerations"] == [
+        {"key": "gpu-pool", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}
+    ]
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
     assert spec["serviceAccountName"] == "trainer" and manifest["metadata"]["namespace"] == "ml"
-    assert trainer_container(manifest)["resources"]["limits"] == {"amd.com/gpu": "2", "memory": "16Gi", "cpu": "8"}
+    assert trainer_container(manifest)["resources"]["limits"] == {
+        "amd.com/gpu": "2",
+        "memory": "16Gi",
+        "cpu": "8",
+    }
 
 
 def test_no_tolerations_when_asked(kubeconfig: str) -> None:
@@ -136,7 +142,9 @@ def test_shm_tmp_and_restricted_security_context(kubeconfig: str) -> None:
 
 def test_command_is_the_shared_trainer_command(kubeconfig: str) -> None:
     container = trainer_container(render(kubeconfig))
-    expected = trainer_command("s3://mlops/training/2026-01-06.parquet", "churned", {"epochs": 5, "hidden": [64, 32]})
+    expected = trainer_command(
+        "s3://mlops/training/2026-01-06.parquet", "churned", {"epochs": 5, "hidden": [64, 32]}
+    )
     assert container["command"] == ["python"]
     assert container["args"] == expected
 
@@ -148,7 +156,11 @@ def test_credentials_only_as_secret_references(kubeconfig: str) -> None:
     for variable, key in [("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password"),
                           ("MLFLOW_TRACKING_TOKEN", "token")]:  # fmt: skip
         assert "value" not in env[variable]
-        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-auth", "key": key, "optional": True}
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {
+            "name": "mlflow-auth",
+            "key": key,
+            "optional": True,
+        }
     serialised = json.dumps(manifest)
     assert SENTINEL_PASSWORD not in serialised and SENTINEL_TOKEN not in serialised
 

@@ -27,7 +27,12 @@ def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def mlflow_conn(mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     # The server needs no auth; the credentials are there to prove they never reach the log.
-    conn = {"conn_type": "mlflow", "host": mlflow_server.tracking_uri, "login": "u", "password": SENTINEL_PASSWORD}
+    conn = {
+        "conn_type": "mlflow",
+        "host": mlflow_server.tracking_uri,
+        "login": "u",
+        "password": SENTINEL_PASSWORD,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
     return mlflow_server
 
@@ -44,7 +49,10 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
 
     caplog.set_level("INFO")
     operator = TrainModelOperator(
-        task_id="train", training_set_uri=str(training_set), hyperparameters=json.dumps(FAST), experiment="local"
+        task_id="train",
+        training_set_uri=str(training_set),
+        hyperparameters=json.dumps(FAST),
+        experiment="local",
     )
     result = operator.execute(context={})
     assert set(result) == {"run_id", "model_uri", "metrics"}
@@ -82,17 +90,23 @@ def test_unknown_backend_is_a_configuration_error() -> None:
 
 def test_missing_mlflow_connection_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
-    operator = TrainModelOperator(task_id="train", training_set_uri="x.parquet", mlflow_conn_id="no_such_mlflow")
+    operator = TrainModelOperator(
+        task_id="train", training_set_uri="x.parquet", mlflow_conn_id="no_such_mlflow"
+    )
     with pytest.raises(ConfigurationError, match="'no_such_mlflow' is not defined"):
         operator.execute(context={})
 
 
-def test_kubernetes_backend_builds_the_pod_with_the_same_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kubernetes_backend_builds_the_pod_with_the_same_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kubernetes.client import ApiClient
 
     from tests.operators.test_kubernetes import KUBECONFIG
 
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://mlflow:5000"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": "http://mlflow:5000"})
+    )
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
     operator = TrainModelOperator(

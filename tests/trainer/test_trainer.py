@@ -25,7 +25,11 @@ NULL_LABELS = 10
 def run_trainer(
     training_set: Path | str, tracking_uri: str, experiment: str, *extra: str, xcom_dir: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLOPS_XCOM_DIR": str(xcom_dir or "/nonexistent")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLOPS_XCOM_DIR": str(xcom_dir or "/nonexistent"),
+    }
     argv = [sys.executable, "-m", "mlops_provider.trainer", "--training-set", str(training_set)]
     argv += ["--experiment", experiment, *extra]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
@@ -45,7 +49,9 @@ def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(training_set: Path, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def trained(
+    training_set: Path, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     xcom_dir = tmp_path_factory.mktemp("xcom")
     done = run_trainer(
         training_set, mlflow_server.tracking_uri, "trainer-ok", "--hyperparameters", json.dumps(FAST),
@@ -96,7 +102,9 @@ def test_run_logs_params_metrics_tags_and_reference_stats(
     assert len(json.dumps(stats)) < 20_000
 
 
-def test_model_loads_and_predicts_probabilities(trained: dict[str, Any], training_set: Path, mlflow_server: Any) -> None:
+def test_model_loads_and_predicts_probabilities(
+    trained: dict[str, Any], training_set: Path, mlflow_server: Any
+) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(mlflow_server.tracking_uri)
