@@ -19,6 +19,9 @@ DAGS_DIR = ROOT / "dags"
 FEATURE_REPO = ROOT / "feature_repo"
 START_DAY = dt.date(2026, 1, 1)
 
+# A real `mlflow server` on loopback, shared by the whole session (fixture `mlflow_server`).
+pytest_plugins = ["tests.mlflow_server"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")

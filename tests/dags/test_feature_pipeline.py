@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import sqlite3
 
 import pytest
 
 from mlops_provider.example_data.generator import ACTIVITY_DATASET, GeneratorConfig, activity_table, write_day
-from tests.conftest import FEATURE_REPO
+from tests.dags.conftest import run_dag
 
 pytestmark = pytest.mark.xdist_group("feature_pipeline")
 
 DAY1, DAY2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
 ROWS = 300
-
-
-@pytest.fixture(scope="module")
-def pipeline_env(tmp_path_factory, airflow_db):
-    """A data root, a private Feast repo and the connection/variable the DAG reads, for this module."""
-    root = tmp_path_factory.mktemp("pipeline")
-    repo = root / "feature_repo"
-    shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__", ".locks"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW_CONN_FEAST_DEFAULT", json.dumps({"conn_type": "feast", "extra": {"repo_path": str(repo)}}))
-    mp.setenv("AIRFLOW_VAR_MLOPS_DATA_ROOT", str(root / "data"))
-    mp.delenv("MLOPS_OFFLINE_ROOT", raising=False)
-    yield {"root": root / "data", "repo": repo, "landing": root / "data" / "landing"}
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +25,7 @@ def dag():
 
 
 def run_day(dag, day: dt.date, **conf):
-    run = dag.test(run_conf={"day": day.isoformat(), **conf})
-    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
+    return run_dag(dag, day=day.isoformat(), **conf)
 
 
 def online_rows(repo) -> list[tuple]:

@@ -1,0 +1,30 @@
+"""Fixtures for running the shipped DAGs with dag.test(): a data root, a private Feast repo, MLflow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import FEATURE_REPO
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(tmp_path_factory, airflow_db):
+    """A data root, a private Feast repo and the connection/variable the DAGs read, for one module."""
+    root = tmp_path_factory.mktemp("pipeline")
+    repo = root / "feature_repo"
+    shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__", ".locks"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIRFLOW_CONN_FEAST_DEFAULT", json.dumps({"conn_type": "feast", "extra": {"repo_path": str(repo)}}))
+    mp.setenv("AIRFLOW_VAR_MLOPS_DATA_ROOT", str(root / "data"))
+    mp.delenv("MLOPS_OFFLINE_ROOT", raising=False)
+    yield {"root": root / "data", "repo": repo, "landing": root / "data" / "landing", "monkeypatch": mp}
+    mp.undo()
+
+
+def run_dag(dag, **conf):
+    """dag.test() with a run conf; return the run and its task states."""
+    run = dag.test(run_conf=conf)
+    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
