@@ -1,5 +1,5 @@
 """
-### Training pipeline: point-in-time training set → train (local or Kubernetes GPU)
+### Training pipeline: training set → train (local or Kubernetes GPU) → register → gate
 
 Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset, or on demand.
 
@@ -10,6 +10,17 @@ Runs whenever the feature pipeline updates the `feast_churn_customer_activity` A
    the worker (`training_backend = local`, the default) or in a GPU pod through the
    KubernetesPodOperator (`kubernetes`). Same command, same result: `{"run_id", "model_uri", "metrics"}`
    logged to MLflow. Retried with exponential backoff; bad data fails at once.
+   Before that, **find_existing** looks for a registered version trained on the same data fingerprint,
+   code version and hyperparameters; if there is one, training is skipped and that version is reused
+   (no GPU hours on re-runs or no-change days), and the decision is in the task log;
+3. **register**: registers the run's model as a version of `churn_classifier` with lineage tags (DAG run,
+   data interval, feature service, training-set URI and fingerprint, GX validation, code version);
+   idempotent: a retried or re-run task returns the version it created before;
+4. **wait_ready**: waits until the version is READY;
+5. **gate**: evaluates the new version and the current `champion` on the same held-out data (the latest
+   labelled day, from Feast) and decides with MLflow's `validate_evaluation_results`; on pass the
+   `challenger` alias moves to the new version, on fail aliases stay and the reason is tagged on the
+   version. The first model ever passes on the absolute thresholds alone.
 
 **Trigger**: `airflow dags trigger training_pipeline --conf '{"hyperparameters": {"epochs": 5}}'`.
 Conf keys: `day` (which training set to build, default the run's day), `training_backend`
@@ -21,14 +32,32 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, TriggerRule, task
 
 from mlops_provider.assets import feature_view_asset, training_set_asset
 from mlops_provider.operators.feast import FeastHistoricalFeaturesOperator
+from mlops_provider.operators.mlflow import (
+    MLflowEvaluateGateOperator,
+    MLflowFindModelVersionOperator,
+    MLflowRegisterModelOperator,
+)
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.partitions import PARTITION_MACROS
+from mlops_provider.sensors.mlflow import MLflowModelVersionSensor
 
 FEATURE_SERVICE = "churn_model_v1"
+MODEL_NAME = "churn_classifier"
+TRAINING_SET = "{{ ti.xcom_pull(task_ids='training_set') }}"
+HYPERPARAMETERS = "{{ params.hyperparameters | tojson }}"
+# What a new version must meet, and beat the champion on (MLflow MetricThreshold fields).
+GATE_THRESHOLDS = {
+    "roc_auc": {"threshold": 0.6, "min_absolute_change": 0.0001, "greater_is_better": True},
+    "log_loss": {"threshold": 0.6, "greater_is_better": False},
+}
+# The model's run: the one just trained, or the registered one reused when nothing changed.
+MODEL_RUN_ID = (
+    "{{ (ti.xcom_pull(task_ids='train') or {}).get('run_id') or ti.xcom_pull(task_ids='find_existing')['run_id'] }}"
+)
 DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
 LANDING = "{{ params.landing_path or (var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/landing') }}"
 BACKEND = "{{ params.training_backend or var.value.get('mlops_training_backend', 'local') }}"
@@ -70,16 +99,75 @@ with DAG(
         outlets=[training_set_asset(FEATURE_SERVICE)],
     )
 
+    eval_set = FeastHistoricalFeaturesOperator(
+        task_id="eval_set",
+        feature_service=FEATURE_SERVICE,
+        entity_df=f"{LANDING}/churn_labels/date={{{{ partition_day() }}}}/part-00000.parquet",
+        entity_columns=["customer_id", "churned"],
+        output_uri=f"{DATA_ROOT}/eval_sets/{FEATURE_SERVICE}/date={{{{ partition_day() }}}}/eval_set.parquet",
+        outlets=[],
+    )
+
+    find_existing = MLflowFindModelVersionOperator(
+        task_id="find_existing",
+        name=MODEL_NAME,
+        data_fingerprint="{{ ti.xcom_pull(task_ids='training_set')['fingerprint'] }}",
+        hyperparameters=HYPERPARAMETERS,
+    )
+
+    @task.branch(task_id="train_or_reuse")
+    def train_or_reuse(existing: dict) -> str:
+        """Skip training when a registered version already has this data, code and hyperparameters."""
+        return "register" if existing["found"] else "train"
+
     train = TrainModelOperator(
         task_id="train",
         backend=BACKEND,
         training_set_uri="{{ ti.xcom_pull(task_ids='training_set')['uri'] }}",
         label_column="churned",
-        hyperparameters="{{ params.hyperparameters | tojson }}",
+        hyperparameters=HYPERPARAMETERS,
         experiment="churn",
         retries=2,
         retry_delay=dt.timedelta(seconds=30),
         retry_exponential_backoff=True,
     )
 
-    training_set >> train
+    register = MLflowRegisterModelOperator(
+        task_id="register",
+        name=MODEL_NAME,
+        run_id=MODEL_RUN_ID,
+        lineage_tags={
+            "feature_service": FEATURE_SERVICE,
+            "training_set_uri": "{{ ti.xcom_pull(task_ids='training_set')['uri'] }}",
+            "training_rows": "{{ ti.xcom_pull(task_ids='training_set')['rows'] }}",
+            "training_backend": BACKEND,
+        },
+        trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+        retries=3,
+        retry_delay=dt.timedelta(seconds=20),
+    )
+
+    wait_ready = MLflowModelVersionSensor(
+        task_id="wait_ready",
+        name=MODEL_NAME,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        poke_interval=5,
+        timeout=600,
+    )
+
+    gate = MLflowEvaluateGateOperator(
+        task_id="gate",
+        name=MODEL_NAME,
+        version="{{ ti.xcom_pull(task_ids='register')['version'] }}",
+        eval_data_uri="{{ ti.xcom_pull(task_ids='eval_set')['uri'] }}",
+        label="churned",
+        feature_columns=None,
+        thresholds=GATE_THRESHOLDS,
+        experiment="churn-gate",
+    )
+
+    existing = find_existing.output
+    training_set >> [find_existing, eval_set]
+    train_or_reuse(existing) >> [train, register]
+    train >> register >> wait_ready >> gate
+    eval_set >> gate

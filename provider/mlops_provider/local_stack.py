@@ -113,6 +113,7 @@ class LocalStack:
             ),
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "GX_ANALYTICS_ENABLED": "False",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "PYTHONUNBUFFERED": "1",
         }
         env.update(self.extra_env)

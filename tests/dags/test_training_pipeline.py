@@ -1,4 +1,4 @@
-"""feature_pipeline then training_pipeline with dag.test(): a model trained locally lands in MLflow."""
+"""feature_pipeline then training_pipeline with dag.test(): train, register, wait READY, gate, end to end."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ pytestmark = pytest.mark.xdist_group("training_pipeline")
 
 START = dt.date(2026, 1, 1)
 DAYS = 4
+ROWS = 1500
+HYPERPARAMETERS = {"epochs": 8, "hidden": [32], "lr": 0.01}
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +25,12 @@ def trained(pipeline_env, mlflow_server):
 
     mp = pipeline_env["monkeypatch"]
     mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server.tracking_uri}))
-    generate(GeneratorConfig(rows_per_day=400), pipeline_env["landing"], START, DAYS)
+    generate(GeneratorConfig(rows_per_day=ROWS), pipeline_env["landing"], START, DAYS)
     for i in range(DAYS):
         run, states = run_dag(features, day=(START + dt.timedelta(days=i)).isoformat())
         assert run.state == "success", states
     run, states = run_dag(training, day=(START + dt.timedelta(days=DAYS - 1)).isoformat(),
-                          hyperparameters={"epochs": 2, "hidden": [16]})
+                          hyperparameters=HYPERPARAMETERS)
     return run, states, mlflow_server
 
 
@@ -49,6 +51,37 @@ def test_training_runs_end_to_end_on_the_local_backend(trained):
     )
 
 
+def test_the_first_model_is_registered_with_lineage_and_becomes_challenger(trained):
+    run, states, server = trained
+    assert states["register"] == states["wait_ready"] == states["gate"] == "success", states
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=server.tracking_uri)
+    decision = run.get_task_instance("gate").xcom_pull(task_ids="gate")
+    assert decision["decision"] == "pass" and decision["champion"] is None, decision
+    version = client.get_model_version_by_alias("churn_classifier", "challenger")
+    assert version.version == str(decision["version"])
+    assert version.tags["mlops.feature_service"] == "churn_model_v1"
+    assert version.tags["mlops.data_fingerprint"].startswith(version.tags["mlops.training_set_uri"])
+    assert version.tags["mlops.dag_id"] == "training_pipeline"
+
+
+def test_rerun_with_unchanged_data_reuses_the_version_and_trains_nothing(trained):
+    from training_pipeline import dag as training
+
+    _, _, server = trained
+    for _ in range(2):
+        run, states = run_dag(training, day="2026-01-04", hyperparameters=HYPERPARAMETERS)
+        assert run.state == "success", states
+        assert states["train"] == "skipped", states
+        assert run.get_task_instance("find_existing").xcom_pull(task_ids="find_existing")["found"] is True
+
+    import mlflow
+
+    versions = mlflow.MlflowClient(tracking_uri=server.tracking_uri).search_model_versions("name='churn_classifier'")
+    assert len(versions) == 1
+
+
 def test_training_set_is_point_in_time_and_labelled(trained, pipeline_env):
     import pandas as pd
 
@@ -56,6 +89,6 @@ def test_training_set_is_point_in_time_and_labelled(trained, pipeline_env):
     summary = run.get_task_instance("training_set").xcom_pull(task_ids="training_set")
     frame = pd.read_parquet(summary["uri"])
     # Labels land two days late: those landing on days 3 and 4 refer to the snapshots of days 1 and 2.
-    assert summary["rows"] == len(frame) == 2 * 400
+    assert summary["rows"] == len(frame) == 2 * ROWS
     assert frame["churned"].isin([0, 1]).all()
     assert frame["spend_30d"].notna().all()

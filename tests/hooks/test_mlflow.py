@@ -10,7 +10,6 @@ import pytest
 from mlops_provider.hooks.mlflow import MLflowHook, hyperparameters_hash, strip_userinfo
 from tests.mlflow_helpers import SENTINEL_PASSWORD, SENTINEL_TOKEN, connection_env
 
-pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers"]
 
 
 def _set_conn(monkeypatch: pytest.MonkeyPatch, **fields) -> None:

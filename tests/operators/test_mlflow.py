@@ -27,7 +27,6 @@ from tests.mlflow_helpers import (
     unique_name,
 )
 
-pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers", "tests.postgres"]
 
 THRESHOLDS = {
     "roc_auc": {"threshold": 0.6, "min_absolute_change": 0.01, "greater_is_better": True},

@@ -10,7 +10,6 @@ from mlops_provider.sensors.mlflow import MLflowModelVersionSensor
 from mlops_provider.triggers.mlflow import MLflowModelVersionTrigger
 from tests.mlflow_helpers import unique_name
 
-pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers"]
 
 
 @pytest.fixture

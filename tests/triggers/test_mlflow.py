@@ -10,7 +10,6 @@ from mlflow import MlflowClient
 from mlops_provider.triggers.mlflow import MLflowModelVersionTrigger
 from tests.mlflow_helpers import SENTINEL_PASSWORD, unique_name
 
-pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers"]
 
 
 def _first_event(trigger: MLflowModelVersionTrigger) -> dict:

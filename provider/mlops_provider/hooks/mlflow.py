@@ -8,8 +8,6 @@ the tracking and registry URIs go to ``MlflowClient`` directly and never touch g
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from airflow.sdk import BaseHook
 
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
+from mlops_provider.lineage import hyperparameters_hash
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -29,16 +28,6 @@ TAG_PREFIX = "mlops."
 FINGERPRINT_TAGS = ("mlops.data_fingerprint", "mlops.code_version", "mlops.hyperparameters_hash")
 # Substrings of MLflow's REST errors that mean "the server did not answer", not "the server said no".
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "ConnectionError", "timeout exception")
-
-
-def hyperparameters_hash(hyperparameters: dict[str, Any]) -> str:
-    """Return the 16-hex-digit fingerprint of a hyperparameter dict (order of keys does not matter).
-
-    The trainer tags its MLflow run with it as ``mlops.hyperparameters_hash``; the fingerprint check
-    looks registered versions up by the same value.
-    """
-    canonical = json.dumps(hyperparameters, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def strip_userinfo(uri: str) -> str:

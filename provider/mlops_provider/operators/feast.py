@@ -127,7 +127,9 @@ class FeastMaterializeOperator(_FeastOperator):
 
     Calls ``FeatureStore.materialize(start - overlap, end, feature_views)`` while holding each view's
     lock, so two runs touching the same view never interleave. Re-running an interval rewrites the
-    same values, leaving the online store as it was. Feast's file offline store includes rows stamped
+    same values, leaving the online store as it was. Materializing an interval older than what is
+    already online (a backfill) extends the window up to the newest materialized time, so each entity
+    keeps its newest value whatever order the runs finish in. Feast's file offline store includes rows stamped
     exactly at ``end``; the counts below use the same bounds.
 
     :param feature_views: names of the views to materialize; all views of the project when None. (templated)
@@ -170,10 +172,34 @@ class FeastMaterializeOperator(_FeastOperator):
         hook.get_feature_view(name)  # fail fast, listing the known views, before taking a lock
         with hook.view_lock(name):
             counts = hook.source_window_counts(name, start, end) or {"rows": None, "entities": None}
+            # Online stores keep the last value written, not the newest. When a later interval is already
+            # online (a backfill, or runs finishing out of order), stretch the window to it: Feast writes
+            # each entity's latest row in the window, so online values never move back in time.
+            online_until = hook.fresh_until(name)
+            load_until = max(end, online_until) if online_until else end
+            if load_until > end:
+                self.log.info("%s is online up to %s, later than this interval; loading %s..%s so no "
+                              "entity goes back to an older value", name, online_until, start, load_until)
             self.log.info("Materializing %s from %s to %s: %s source rows", name, start, end, counts["rows"])
-            hook.get_store().materialize(start_date=start, end_date=end, feature_views=[name])
+            hook.get_store().materialize(start_date=start, end_date=load_until, feature_views=[name])
         self.log.info("Materialized %s: %s entities written", name, counts["entities"])
         return counts
+
+
+def _fingerprint(uri: str, table: pa.Table) -> str:
+    """The trainer's ``mlops.data_fingerprint`` of the file just written, without reading it back remotely."""
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from mlops_provider.lineage import data_fingerprint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(uri) if "://" not in uri else Path(tmp) / "training_set.parquet"
+        if local.parent == Path(tmp):
+            pq.write_table(table, local)  # the same bytes: pyarrow writes deterministically
+        return data_fingerprint(uri, local)
 
 
 class FeastHistoricalFeaturesOperator(_FeastOperator):
@@ -195,7 +221,8 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         had no snapshot in time.
     :param entity_df_conn_id: a DB-API connection to run a SQL ``entity_df`` through. (templated)
     :param feast_conn_id: the Feast connection. (templated)
-    :return: ``{"uri", "rows", "columns", "dropped_rows"}``; ``dropped_rows`` counts entity rows missing
+    :return: ``{"uri", "rows", "columns", "dropped_rows", "fingerprint"}`` (``fingerprint`` is the
+        trainer's ``mlops.data_fingerprint`` of the file, for the skip-if-unchanged check); ``dropped_rows`` counts entity rows missing
         from the training set, whether Feast's offline store or ``drop_missing_features`` removed them.
     """
 
@@ -251,6 +278,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
             "rows": len(training),
             "columns": list(training.columns),
             "dropped_rows": dropped,
+            "fingerprint": _fingerprint(self.output_uri, table),
         }
         self.log.info("Wrote %d training rows (%d entity rows dropped) to %s", len(training), dropped, output)
         for outlet in self.outlets:

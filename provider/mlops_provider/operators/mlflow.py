@@ -287,8 +287,9 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
 
     :param name: registered model name.
     :param data_fingerprint: fingerprint of the training set.
-    :param code_version: trainer image or code version.
-    :param hyperparameters: the training hyperparameters.
+    :param code_version: trainer image or code version; default: this package's version (what the
+        local backend runs). Pass the trainer image's version with the Kubernetes backend.
+    :param hyperparameters: the training hyperparameters, a dict or its JSON text.
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"found": bool, "name", "version", "model_uri", "run_id"}``; the last three are None
         when nothing matches.
@@ -302,8 +303,8 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
         *,
         name: str,
         data_fingerprint: str,
-        code_version: str,
-        hyperparameters: dict[str, Any],
+        code_version: str | None = None,
+        hyperparameters: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -313,6 +314,10 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
         self.hyperparameters = hyperparameters
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider.lineage import code_version
+
+        # The local backend runs this very package, so its version is the trainer's.
+        self.code_version = self.code_version or code_version()
         mv = self.hook.find_version_by_fingerprint(
             self.name,
             data_fingerprint=self.data_fingerprint,
@@ -502,7 +507,9 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         from mlflow.models.evaluation import EvaluationResult
         from mlflow.models.evaluation.validation import validate_evaluation_results
 
-        features = data[self.feature_columns] if self.feature_columns else data.drop(columns=[self.label_column])
+        features = (
+            data[self.feature_columns] if self.feature_columns else data.drop(columns=[self.label_column])
+        )
         labels = data[self.label_column].astype(int).to_numpy()
         candidate_metrics = self._model_metrics(version, features, labels)
         champion_metrics = self._model_metrics(champion, features, labels) if champion else None
@@ -542,8 +549,12 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         from sklearn import metrics as skm
 
         with tempfile.TemporaryDirectory(prefix="mlops-gate-") as tmp:
+            # Resolve through our client: MLflow resolves "models:/" URIs with the process-global
+            # registry URI, whatever registry_uri is passed.
+            with self.hook.session() as client:
+                source = client.get_model_version_download_uri(self.name, version)
             path = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{version}",
+                artifact_uri=source,
                 dst_path=tmp,
                 tracking_uri=self.hook.tracking_uri,
                 registry_uri=self.hook.registry_uri,

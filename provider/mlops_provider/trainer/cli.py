@@ -7,17 +7,16 @@ Exit codes: 0 trained, 2 bad command line, 3 a training set or hyperparameters i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from mlops_provider.lineage import code_version, hyperparameters_hash
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
 
 log = logging.getLogger("mlops_provider.trainer")
@@ -85,32 +84,6 @@ def resolve_hyperparameters(args: argparse.Namespace) -> tuple[dict[str, Any], d
     if resolved["epochs"] < 1 or resolved["batch_size"] < 1 or not 0 < resolved["val_fraction"] < 1:
         raise BadHyperparameters("need epochs >= 1, batch_size >= 1 and 0 < val_fraction < 1")
     return resolved, given
-
-
-def hyperparameters_hash(hyperparameters: dict[str, Any]) -> str:
-    """The ``mlops.hyperparameters_hash`` tag: same algorithm as ``hooks.mlflow.hyperparameters_hash``.
-
-    It hashes the hyperparameters as given (what the DAG passed), so the registry's fingerprint
-    check can compute it from the DAG's params without knowing the trainer's defaults.
-    """
-    canonical = json.dumps(hyperparameters, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def code_version() -> str:
-    """MLOPS_CODE_VERSION (set by the image build), else the package version plus the git commit."""
-    from mlops_provider import __version__
-
-    if os.environ.get("MLOPS_CODE_VERSION"):
-        return os.environ["MLOPS_CODE_VERSION"]
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+g{sha}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,13 +6,14 @@ to do, so a bad training set never leaves a half-logged run behind.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mlops_provider.lineage import data_fingerprint
 
 # Bookkeeping columns of a Feast training set that are keys, not signals.
 DEFAULT_ID_COLUMNS = ("customer_id",)
@@ -63,19 +64,6 @@ def fetch(uri: str, workdir: Path) -> Path:
     return target
 
 
-def sha256_of(path: Path) -> str:
-    """Hash a file, or every file of a directory in sorted order with its relative path."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def load(
     uri: str,
     label: str,
@@ -94,7 +82,7 @@ def load(
     """
     with tempfile.TemporaryDirectory(prefix="mlops-trainer-") as workdir:
         path = fetch(uri, Path(workdir))
-        fingerprint = f"{uri}@sha256:{sha256_of(path)}"
+        fingerprint = data_fingerprint(uri, path)
         frame = pd.read_parquet(path)
     where = f"training set {uri}"
     if frame.empty:
