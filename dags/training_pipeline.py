@@ -1,7 +1,9 @@
 """
 ### Training pipeline: training set → train (local or Kubernetes GPU) → register → gate
 
-Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset, or on demand.
+Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset (for the newest day
+that materialization announced), or on demand. It starts paused: unpause it once the features have a
+few days of history.
 
 1. **training_set**: joins every churn label that has landed with the features of the snapshot each
    label refers to (Feast historical retrieval, point-in-time correct) and writes one parquet file per
@@ -69,6 +71,8 @@ with DAG(
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
+    # Unpause once the features it reads have history (make demo does so after the first backfill).
+    is_paused_upon_creation=True,
     default_args={"owner": "ml-platform", "retries": 0},
     user_defined_macros=PARTITION_MACROS,
     params={
@@ -79,7 +83,7 @@ with DAG(
             description="Where the trainer runs. Empty: the mlops_training_backend Variable, else local.",
         ),
         "hyperparameters": Param(
-            {"epochs": 8, "patience": 3},
+            {"epochs": 10, "lr": 0.01, "hidden": [32], "patience": 3},
             type="object",
             description="Trainer hyperparameters: epochs, lr, batch_size, hidden, dropout, patience, seed, "
             "val_fraction, weight_decay.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import signal
 import sys
@@ -19,7 +20,8 @@ from typing import Any
 from mlops_provider.example_data.generator import GeneratorConfig, generate
 from mlops_provider.local_stack import LocalStack
 
-PIPELINE = ["feature_pipeline"]
+PIPELINE = ["feature_pipeline", "training_pipeline"]
+MODEL_NAME = "churn_classifier"
 
 
 def demo_days(days: int, today: dt.date | None = None) -> list[dt.date]:
@@ -28,28 +30,60 @@ def demo_days(days: int, today: dt.date | None = None) -> list[dt.date]:
     return [today - dt.timedelta(days=days - i) for i in range(days)]
 
 
-def run_pipeline(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, log=print) -> dict[str, Any]:
-    """Generate the landing data, then run the feature pipeline for each day under the real scheduler."""
+def generate_data(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, log=print) -> None:
     landing = stack.data_root / "landing"
     log(f"Generating {len(days)} days x {rows_per_day} customers into {landing} ...")
     generate(GeneratorConfig(rows_per_day=rows_per_day), landing, days[0], len(days))
+
+
+def run_pipeline(stack: LocalStack, days: list[dt.date], *, hyperparameters: dict | None = None,
+                 log=print) -> dict[str, Any]:
+    """Run the shipped DAGs under the real scheduler: features for each day, then training on them."""
     stack.wait_for_dags(PIPELINE)
+    stack.airflow("dags", "pause", "training_pipeline")  # until the features have history
     log(f"Backfilling feature_pipeline for {days[0]} .. {days[-1]} ...")
     stack.airflow("backfill", "create", "--dag-id", "feature_pipeline", "--from-date", days[0].isoformat(),
                   "--to-date", days[-1].isoformat(), "--reprocess-behavior", "failed")
     stack.airflow("dags", "unpause", "feature_pipeline")
-    runs = stack.wait_for_runs("feature_pipeline", count=len(days), timeout=300 + 60 * len(days))
-    return {"feature_pipeline": runs}
+    features = stack.wait_for_runs("feature_pipeline", count=len(days), timeout=300 + 90 * len(days))
+    log(f"feature_pipeline: {[r['state'] for r in features]}")
+    log("Training on them: training set -> train -> register -> gate ...")
+    conf: dict[str, Any] = {"day": days[-1].isoformat()}
+    if hyperparameters:
+        conf["hyperparameters"] = hyperparameters
+    stack.airflow("dags", "unpause", "training_pipeline")  # from now on each new day retrains
+    stack.airflow("dags", "trigger", "training_pipeline", "--conf", json.dumps(conf))
+    training = stack.wait_for_runs("training_pipeline", count=1, timeout=900)
+    return {"feature_pipeline": features, "training_pipeline": training}
+
+
+def model_summary(stack: LocalStack) -> list[str]:
+    """One line per registered version of the churn model: its aliases, metrics and gate decision."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    lines = []
+    found = client.search_model_versions(f"name='{MODEL_NAME}'")
+    for version in sorted(int(v.version) for v in found):
+        mv = client.get_model_version(MODEL_NAME, str(version))  # search results carry no aliases
+        aliases = ",".join(mv.aliases) or "-"
+        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        auc = metrics.get("val_auc")
+        lines.append(f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<22} val_auc="
+                     f"{auc if auc is None else round(auc, 3)}  gate={mv.tags.get('mlops.gate.decision', '-')}")
+    return lines or ["  (no registered model yet)"]
 
 
 def print_summary(stack: LocalStack, results: dict[str, Any]) -> None:
-    print("\n=== Summary ===")
+    print("\n=== DAG runs ===")
     for dag_id, runs in results.items():
         for run in runs:
             print(f"  {dag_id:<20} {run['dag_run_id']:<55} {run['state']}")
+    print("\n=== Models ===")
+    print("\n".join(model_summary(stack)))
     print(f"\nAirflow UI:  {stack.airflow_url}  (login admin / {stack.password})")
-    print(f"MLflow UI:   {stack.mlflow_url}")
-    print(f"Data, logs:  {stack.state_dir}")
+    print(f"MLflow UI:   {stack.mlflow_url}  (model {MODEL_NAME}, experiments churn and churn-gate)")
+    print(f"Data, logs:  {stack.state_dir}   (source {stack.state_dir / 'env'} to use the airflow CLI)")
     print("Stop everything with `make down`.")
 
 
@@ -81,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, interrupted)
     started = time.monotonic()
+    days = demo_days(args.days)
+    generate_data(stack, days, args.rows_per_day)
     print(f"Starting airflow standalone on {stack.airflow_url} and MLflow on {stack.mlflow_url} ...")
     stack.start()
-    results = run_pipeline(stack, demo_days(args.days), args.rows_per_day)
+    results = run_pipeline(stack, days)
     print_summary(stack, results)
     print(f"Done in {time.monotonic() - started:.0f} s.")
     failed = [r for runs in results.values() for r in runs if r["state"] != "success"]

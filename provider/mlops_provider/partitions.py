@@ -6,8 +6,10 @@ logical date was given. A daily pipeline needs one answer, so the rule is, first
 
 1. the run's conf ``day`` (``YYYY-MM-DD``);
 2. a manual run's logical date;
-3. the start of the run's data interval (scheduled runs and backfills);
-4. the day before the run was queued (the last complete day).
+3. an asset-triggered run: the last day of the newest window its triggering asset events announce
+   (``extra["end"]``, exclusive, as FeastMaterializeOperator writes it);
+4. the start of the run's data interval (scheduled runs and backfills);
+5. the day before the run was queued (the last complete day).
 
 Use it in templates as ``{{ partition_day() }}``, ``{{ partition_start() }}`` and ``{{ partition_end() }}``
 after adding :data:`PARTITION_MACROS` to the DAG's ``user_defined_macros``.
@@ -26,6 +28,7 @@ from mlops_provider.exceptions import ConfigurationError
 def resolve_partition_day(
     *, day: str | None, run_type: str | None, logical_date: dt.datetime | None,
     data_interval_start: dt.datetime | None, run_after: dt.datetime | None,
+    asset_window_ends: list[str] | None = None,
 ) -> dt.date:
     """Apply the rule above to plain values."""
     if day:
@@ -35,16 +38,28 @@ def resolve_partition_day(
             raise ConfigurationError(f"conf 'day' must be a date like 2026-01-31, got {day!r}") from None
     if str(run_type).endswith("manual") and logical_date is not None:
         return logical_date.astimezone(dt.UTC).date()
+    if asset_window_ends:
+        newest = max(dt.datetime.fromisoformat(end) for end in asset_window_ends)
+        return (newest - dt.timedelta(microseconds=1)).astimezone(dt.UTC).date()
     if data_interval_start is not None:
         return data_interval_start.astimezone(dt.UTC).date()
     queued = (run_after or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     return queued.date() - dt.timedelta(days=1)
 
 
+def _asset_window_ends(ctx: Any) -> list[str]:
+    events = ctx.get("triggering_asset_events") or {}
+    try:
+        return [e.extra["end"] for per_asset in events.values() for e in per_asset if "end" in (e.extra or {})]
+    except (AttributeError, TypeError):
+        return []
+
+
 def _day_from_context(ctx: Any) -> dt.date:
     dag_run = ctx.get("dag_run")
     params = ctx.get("params") or {}
     return resolve_partition_day(
+        asset_window_ends=_asset_window_ends(ctx),
         day=params.get("day") if hasattr(params, "get") else None,
         run_type=str(getattr(dag_run, "run_type", "") or ""),
         logical_date=ctx.get("logical_date"),

@@ -11,7 +11,6 @@ from mlops_provider.hooks.mlflow import MLflowHook, hyperparameters_hash, strip_
 from tests.mlflow_helpers import SENTINEL_PASSWORD, SENTINEL_TOKEN, connection_env
 
 
-
 def _set_conn(monkeypatch: pytest.MonkeyPatch, **fields) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", **fields}))
 

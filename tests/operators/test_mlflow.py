@@ -27,7 +27,6 @@ from tests.mlflow_helpers import (
     unique_name,
 )
 
-
 THRESHOLDS = {
     "roc_auc": {"threshold": 0.6, "min_absolute_change": 0.01, "greater_is_better": True},
     "log_loss": {"threshold": 1.0, "greater_is_better": False},

@@ -13,7 +13,6 @@ from mlops_provider.exceptions import ConfigurationError, TrainingFailed, Traini
 from mlops_provider.operators.training import TrainModelOperator, as_dict, trainer_command
 from tests.training_data import build_training_set
 
-
 SENTINEL_PASSWORD = "sentinel-local-Pa55-4d1e"
 FAST = {"epochs": 2, "lr": 0.01, "batch_size": 128, "hidden": [8]}
 

@@ -11,7 +11,6 @@ from mlops_provider.triggers.mlflow import MLflowModelVersionTrigger
 from tests.mlflow_helpers import unique_name
 
 
-
 @pytest.fixture
 def ready_version(mlflow_conn, models) -> str:
     client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()

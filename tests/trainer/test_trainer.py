@@ -16,7 +16,6 @@ import pytest
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
 from tests.training_data import build_training_set
 
-
 FAST = {"epochs": 3, "lr": 0.01, "batch_size": 128, "hidden": [16, 8], "patience": 5}
 NULL_LABELS = 10
 

@@ -11,7 +11,6 @@ from mlops_provider.triggers.mlflow import MLflowModelVersionTrigger
 from tests.mlflow_helpers import SENTINEL_PASSWORD, unique_name
 
 
-
 def _first_event(trigger: MLflowModelVersionTrigger) -> dict:
     async def first() -> dict:
         async for event in trigger.run():

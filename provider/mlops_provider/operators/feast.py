@@ -165,7 +165,11 @@ class FeastMaterializeOperator(_FeastOperator):
             raise ConfigurationError(f"Empty materialization window: start {start} is not before end {end}.")
         names = self.feature_views or [view.name for view in self.hook.get_store().list_feature_views()]
         views = {name: self._materialize_view(name, start, end) for name in names}
-        return {"start": start.isoformat(), "end": end.isoformat(), "views": views}
+        result = {"start": start.isoformat(), "end": end.isoformat(), "views": views}
+        for outlet in self.outlets:  # consumers learn which window is now online
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = {"start": result["start"], "end": result["end"]}
+        return result
 
     def _materialize_view(self, name: str, start: dt.datetime, end: dt.datetime) -> dict[str, int | None]:
         hook = self.hook
