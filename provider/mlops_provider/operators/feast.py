@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
+from airflow.sdk import Asset, BaseOperator, Context
 
 from mlops_provider.exceptions import ConfigurationError, DataNotFound, EmptyPartition
 from mlops_provider.hooks.feast import FeastHook, parse_instant
@@ -19,6 +19,7 @@ from mlops_provider.hooks.feast import FeastHook, parse_instant
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+    from airflow.sdk import ObjectStoragePath
 
 PART_FILE = "part-00000.parquet"
 SQL_PREFIXES = ("select", "with")
@@ -95,6 +96,8 @@ class FeastPublishPartitionOperator(_FeastOperator):
         self.partition = partition
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk import ObjectStoragePath  # fsspec/upath: not on the DAG-parse path
+
         try:
             day = dt.date.fromisoformat(str(self.partition))
         except ValueError:
@@ -268,6 +271,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
+        from airflow.sdk import ObjectStoragePath  # fsspec/upath: not on the DAG-parse path
 
         service = self.hook.get_feature_service(self.feature_service)
         entities = self._load_entity_df()
@@ -350,6 +354,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
 
     def _read_parquet(self, source: str) -> pd.DataFrame:
         import pyarrow.dataset as ds
+        from airflow.sdk import ObjectStoragePath  # fsspec/upath: not on the DAG-parse path
 
         path = ObjectStoragePath(source)
         files: Any

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context, ObjectStoragePath
+from airflow.sdk import BaseOperator, Context
 
 from mlops_provider.exceptions import DataNotFound
 
@@ -34,6 +34,8 @@ class ExtractPartitionOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk import ObjectStoragePath  # fsspec/upath: not on the DAG-parse path
+
         source = ObjectStoragePath(self.source_uri, conn_id=self.conn_id)
         destination = ObjectStoragePath(self.destination_uri, conn_id=self.conn_id)
         if not source.is_file():
