@@ -32,7 +32,7 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 lint: install
-	$(BIN)/ruff check provider dags plugins tests feature_repo
+	$(BIN)/ruff check $(wildcard provider dags plugins tests feature_repo)
 	$(BIN)/lint-imports
 
 test: install system-deps lint

@@ -5,7 +5,7 @@
 ``BENCH_ROWS`` (default 1_000_000) sets the rows per day of the validate benchmark;
 ``BENCH_MATERIALIZE_ROWS`` (default ``min(BENCH_ROWS, 250_000)``) those of the materialize one, since
 Feast writes the SQLite online store row by row (about 3 minutes per run at 1M rows on 2 cores, and it
-runs 7 times); ``BENCH_GROWTH_ROWS`` (default 100_000) those of the cost-growth one, which runs the
+runs 9 times); ``BENCH_GROWTH_ROWS`` (default 100_000) those of the cost-growth one, which runs the
 real DAG 6 times. The whole module takes about 15 minutes on 2 busy cores.
 Prints three markdown sections on stdout; whatever the libraries print goes to stderr.
 """
@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench.common import interleaved, median, timed
+from tests.bench.common import median, timed
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -31,6 +31,7 @@ ROWS = int(os.environ.get("BENCH_ROWS", 1_000_000))
 MATERIALIZE_ROWS = int(os.environ.get("BENCH_MATERIALIZE_ROWS", min(ROWS, 250_000)))
 GROWTH_ROWS = int(os.environ.get("BENCH_GROWTH_ROWS", 100_000))
 REPEATS = 3
+MATERIALIZE_REPEATS = 4
 GROWTH_REPEATS = 2
 DAY1 = dt.date(2026, 1, 1)
 HISTORY = 30
@@ -98,6 +99,18 @@ def _table(
     return "\n".join(lines)
 
 
+def _alternating(
+    a: Callable[[], object], b: Callable[[], object], repeats: int
+) -> tuple[list[float], list[float]]:
+    """Time ``a`` and ``b`` in rounds ab, ba, ab, ...: both see the same noise and neither always goes first."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for i in range(repeats):
+        for fn, samples in ((b, tb), (a, ta)) if i % 2 else ((a, ta), (b, tb)):
+            samples.append(timed(fn))
+    return ta, tb
+
+
 def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -124,22 +137,22 @@ def bench_materialize(work: Path, rows: int) -> str:
     # Warm-up; from now on the online rows exist and every timed run overwrites the same rows.
     warm = timed(bare)
     load = _load()
-    op_s, bare_s = interleaved(operator, bare, REPEATS)
+    op_s, bare_s = _alternating(operator, bare, MATERIALIZE_REPEATS)
     scale = ""
     if rows < ROWS:
         per_run = median(bare_s) * ROWS / rows
         scale = (
             f" **Measured at {rows:,} rows, not {ROWS:,}**: the bare call takes {median(bare_s):.0f} s "
             f"here, so about {per_run:.0f} s per run at {ROWS:,} rows (Feast writes the SQLite online "
-            f"store row by row), and the {2 * REPEATS + 1} runs would take about "
-            f"{(2 * REPEATS + 1) * per_run / 60:.0f} min, over this module's 20-minute budget. "
+            f"store row by row), and the {2 * MATERIALIZE_REPEATS + 1} runs would take about "
+            f"{(2 * MATERIALIZE_REPEATS + 1) * per_run / 60:.0f} min, over this module's 20-minute budget. "
             f"`BENCH_MATERIALIZE_ROWS={ROWS}` measures the full size."
         )
     return _table(
         f"Materialize, {rows:,} rows (one day)",
         f"`FeastMaterializeOperator.execute()` vs a bare `FeatureStore(repo).materialize(start, end, "
         f"['{VIEW}'])` over the same one-day window of a parquet offline store into the SQLite online "
-        f"store, interleaved, {REPEATS} runs each after one warm-up of {warm:.0f} s that fills the "
+        f"store, alternating (op, bare, bare, op, ...), {MATERIALIZE_REPEATS} runs each after one warm-up of {warm:.0f} s that fills the "
         f"online store (load average before: {load}).{scale}",
         [("bare `FeatureStore.materialize`", bare_s), ("`FeastMaterializeOperator`", op_s)],
         "ratio operator / bare",
@@ -195,12 +208,13 @@ def bench_validate(work: Path, rows: int) -> str:
 
     operator(), bare()  # warm-up: GX's first context and metric registry
     load = _load()
-    op_s, bare_s = interleaved(operator, bare, REPEATS)
+    op_s, bare_s = _alternating(operator, bare, REPEATS)
     return _table(
         f"Validate, {rows:,} rows (one day)",
         "`GXValidateOperator.execute()` on a parquet file vs bare GX Core 1.x doing the same work (pyarrow "
         "read to pandas, ephemeral context, the suite from `dags/expectations/customer_activity.json`, a "
-        "ValidationDefinition and a Checkpoint with a data-docs action, same suite parameters), interleaved, "
+        "ValidationDefinition and a Checkpoint with a data-docs action, same suite parameters), alternating "
+        "(op, bare, bare, op, ...), "
         f"{REPEATS} runs each after one warm-up (load average before: {load}).",
         [("bare GX checkpoint", bare_s), ("`GXValidateOperator`", op_s)],
         "ratio operator / bare",
@@ -262,10 +276,10 @@ def bench_growth(work: Path, rows: int) -> str:
     day1(), day30()  # warm-up: imports, the first apply of each repo
     fresh.task_seconds.clear(), aged.task_seconds.clear()
     load = _load()
-    day1_s, day30_s = interleaved(day1, day30, GROWTH_REPEATS)
+    day1_s, day30_s = _alternating(day1, day30, GROWTH_REPEATS)
 
     # Where it grows: Feast's bare materialize of one day, 1 vs 30 partitions in the offline source.
-    bare1, bare30 = interleaved(
+    bare1, bare30 = _alternating(
         lambda: FeatureStore(repo_path=str(fresh.repo)).materialize(*_window(DAY1), feature_views=[VIEW]),
         lambda: FeatureStore(repo_path=str(aged.repo)).materialize(*_window(last), feature_views=[VIEW]),
         GROWTH_REPEATS,
@@ -274,7 +288,7 @@ def bench_growth(work: Path, rows: int) -> str:
         f"Cost growth: day {HISTORY} vs day 1 of history, {rows:,} rows per day",
         f"The real `dags/feature_pipeline.py` under `dag.test()` for one day: with an empty history (day 1) "
         f"and with {HISTORY - 1} earlier days published and materialized (day {HISTORY}); each environment "
-        f"re-runs its day (idempotent), alternating, {GROWTH_REPEATS} runs each after one warm-up "
+        f"re-runs its day (idempotent), alternating (1, 30, 30, 1, ...), {GROWTH_REPEATS} runs each after one warm-up "
         f"(load average before: {load}). Setting up the {HISTORY - 1} days of history took {setup:.0f} s.",
         [("day 1 (empty history)", day1_s), (f"day {HISTORY} ({HISTORY - 1} days of history)", day30_s)],
         f"ratio day {HISTORY} / day 1",
