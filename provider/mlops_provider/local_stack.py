@@ -84,6 +84,9 @@ class LocalStack:
         }]
         # Inherit nothing of another Airflow (a test session's unit-test mode, say) but its PATH and tools.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+        # `airflow standalone` starts its components by running `airflow` from PATH: use ours.
+        bin_dir = str(Path(sys.executable).parent)
+        inherited["PATH"] = os.pathsep.join([bin_dir, inherited.get("PATH", "")])
         env = {
             **inherited,
             "AIRFLOW_HOME": str(self.airflow_home),
