@@ -167,7 +167,7 @@ def bench_materialize(work: Path, rows: int) -> str:
             f"`BENCH_MATERIALIZE_ROWS={ROWS}` measures the full size."
         )
     own = (
-        f"Of the operator's time, {median(own_s):.2f} s (median; {median(own_s) / median(bare_s):.1%} of the "
+        f"\nOf the operator's time, {median(own_s):.2f} s (median; {median(own_s) / median(bare_s):.1%} of the "
         "bare call) is its own work outside `FeatureStore.materialize` (registry check, lock, source row "
         "counts); the rest is the same Feast call.\n"
     )
