@@ -52,8 +52,9 @@ def run_pipeline(stack: LocalStack, days: list[dt.date], *, hyperparameters: dic
     if hyperparameters:
         conf["hyperparameters"] = hyperparameters
     stack.airflow("dags", "unpause", "training_pipeline")  # from now on each new day retrains
+    earlier = len(stack.api("dags/training_pipeline/dagRuns?limit=100")["dag_runs"])
     stack.airflow("dags", "trigger", "training_pipeline", "--conf", json.dumps(conf))
-    training = stack.wait_for_runs("training_pipeline", count=1, timeout=900)
+    training = stack.wait_for_runs("training_pipeline", count=earlier + 1, timeout=900)
     return {"feature_pipeline": features, "training_pipeline": training}
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench.common import median, timed
+from tests.bench.common import markdown_report, median, timed
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -334,9 +334,7 @@ def bench_growth(work: Path, rows: int) -> str:
 
 
 def main() -> None:
-    # The markdown goes to the real stdout; everything else printed on fd 1 (Feast, Airflow logs) to stderr.
-    report = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
+    report = markdown_report()
     work = Path(tempfile.mkdtemp(prefix="bench-feature-pipeline-"))
     _isolate_airflow(work / "airflow")
     try:

@@ -26,6 +26,7 @@ from mlops_provider.operators.mlflow import (
     MLflowRegisterModelOperator,
     MLflowSetAliasOperator,
 )
+from tests.bench.common import markdown_report
 from tests.mlflow_helpers import log_model, task_context, unique_name
 from tests.mlflow_server import MLflowServer
 
@@ -67,6 +68,7 @@ def _bare_metrics(client: MlflowClient, uri: str, data, tracking_uri: str) -> di
 def main() -> None:
     import pandas as pd
 
+    report = markdown_report()
     server = MLflowServer(Path(tempfile.mkdtemp(prefix="bench-mlflow-")))
     server.start()
     try:
@@ -128,12 +130,12 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"| step (median of {REPEATS}) | bare MlflowClient (ms) | our task (ms) | overhead |")
-    print("| --- | ---: | ---: | ---: |")
+    print(f"| step (median of {REPEATS}) | bare MlflowClient (ms) | our task (ms) | overhead |", file=report)
+    print("| --- | ---: | ---: | ---: |", file=report)
     for step, bare, ours in rows:
         overhead = "" if bare != bare else f"{ours - bare:+.0f} ms ({ours / bare:.2f}x)"
         bare_text = "-" if bare != bare else f"{bare:.0f}"
-        print(f"| {step} | {bare_text} | {ours:.0f} | {overhead} |")
+        print(f"| {step} | {bare_text} | {ours:.0f} | {overhead} |", file=report)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from torch import nn
 
 from mlops_provider.trainer import data, model, serving, train
 from mlops_provider.trainer.run import to_tensors
+from tests.bench.common import markdown_report
 from tests.training_data import build_training_set
 
 HEADER = (
@@ -105,6 +106,7 @@ def main() -> None:
     cli.add_argument("--hidden", default="64,32")
     cli.add_argument("--repeats", type=int, default=3)
     args = cli.parse_args()
+    report = markdown_report()
     device = torch.device(args.device)
     hidden = [int(h) for h in args.hidden.split(",")]
     with tempfile.TemporaryDirectory() as workdir:
@@ -140,9 +142,9 @@ def main() -> None:
     name = (
         torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     )
-    print(HEADER)
+    print(HEADER, file=report)
     print(f"| {name} | {len(train_split)} | {args.epochs} | {args.batch_size} | {trainer_rate:,.0f} "
-          f"| {bare_rate:,.0f} | {trainer_rate / bare_rate:.2f} | {memory} | {utilisation} |")  # fmt: skip
+          f"| {bare_rate:,.0f} | {trainer_rate / bare_rate:.2f} | {memory} | {utilisation} |", file=report)  # fmt: skip
 
 
 if __name__ == "__main__":
