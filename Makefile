@@ -21,15 +21,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# pip, not uv: torch==2.13.0 then comes from the local CPU wheel, not a 3 GB CUDA download.
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# KServe's InferenceService models, read (never imported) by tests/hooks/test_kserve.py as the schema:
+	# the kserve package itself cannot be installed next to Airflow (psutil<6 vs >=6.1).
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/schemas kserve==0.21.0
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 install: $(STAMP)
 
-# Debian packages that integration-test fixtures start on loopback (PostgreSQL for MLflow's store).
+# Debian packages that integration-test fixtures start on loopback: PostgreSQL (MLflow's store),
+# Prometheus and its Pushgateway (the KServe canary analysis).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v prometheus >/dev/null && command -v prometheus-pushgateway >/dev/null || { \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends prometheus prometheus-pushgateway >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check $(wildcard provider dags plugins tests feature_repo)

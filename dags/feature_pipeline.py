@@ -82,7 +82,10 @@ with DAG(
             description="An empty partition fails the run (and is quarantined), or skips the day.",
         ),
         "materialize_overlap_hours": Param(
-            0, type="integer", minimum=0, maximum=72,
+            0,
+            type="integer",
+            minimum=0,
+            maximum=72,
             description="Also re-materialize this many hours before the interval, for late data.",
         ),
     },

@@ -22,7 +22,9 @@ few days of history.
 5. **gate**: evaluates the new version and the current `champion` on the same held-out data (the latest
    labelled day, from Feast) and decides with MLflow's `validate_evaluation_results`; on pass the
    `challenger` alias moves to the new version, on fail aliases stay and the reason is tagged on the
-   version. The first model ever passes on the absolute thresholds alone.
+   version. The first model ever passes on the absolute thresholds alone;
+6. **challenger_set**: on pass, updates the `model_churn_classifier_challenger` Asset, which starts the
+   `canary_rollout` DAG.
 
 **Trigger**: `airflow dags trigger training_pipeline --conf '{"hyperparameters": {"epochs": 5}}'`.
 Conf keys: `day` (which training set to build, default the run's day), `training_backend`
@@ -36,7 +38,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from mlops_provider.assets import feature_view_asset, training_set_asset
+from mlops_provider.assets import feature_view_asset, model_alias_asset, training_set_asset
 from mlops_provider.operators.feast import FeastHistoricalFeaturesOperator
 from mlops_provider.operators.mlflow import (
     MLflowEvaluateGateOperator,
@@ -57,9 +59,7 @@ GATE_THRESHOLDS = {
     "log_loss": {"threshold": 0.6, "greater_is_better": False},
 }
 # The model's run: the one just trained, or the registered one reused when nothing changed.
-MODEL_RUN_ID = (
-    "{{ (ti.xcom_pull(task_ids='train') or {}).get('run_id') or ti.xcom_pull(task_ids='find_existing')['run_id'] }}"
-)
+MODEL_RUN_ID = "{{ (ti.xcom_pull(task_ids='train') or {}).get('run_id') or ti.xcom_pull(task_ids='find_existing')['run_id'] }}"
 DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
 LANDING = "{{ params.landing_path or (var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/landing') }}"
 BACKEND = "{{ params.training_backend or var.value.get('mlops_training_backend', 'local') }}"
@@ -76,10 +76,16 @@ with DAG(
     default_args={"owner": "ml-platform", "retries": 0},
     user_defined_macros=PARTITION_MACROS,
     params={
-        "day": Param(None, type=["null", "string"], format="date",
-                     description="Day whose training set to build, YYYY-MM-DD. Empty: the run's day."),
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Day whose training set to build, YYYY-MM-DD. Empty: the run's day.",
+        ),
         "training_backend": Param(
-            None, type=["null", "string"], enum=[None, "local", "kubernetes"],
+            None,
+            type=["null", "string"],
+            enum=[None, "local", "kubernetes"],
             description="Where the trainer runs. Empty: the mlops_training_backend Variable, else local.",
         ),
         "hyperparameters": Param(
@@ -88,8 +94,11 @@ with DAG(
             description="Trainer hyperparameters: epochs, lr, batch_size, hidden, dropout, patience, seed, "
             "val_fraction, weight_decay.",
         ),
-        "landing_path": Param(None, type=["null", "string"],
-                              description="Landing root holding churn_labels/. Empty: mlops_data_root/landing."),
+        "landing_path": Param(
+            None,
+            type=["null", "string"],
+            description="Landing root holding churn_labels/. Empty: mlops_data_root/landing.",
+        ),
     },
     tags=["mlops", "training", "feast", "mlflow", "kubernetes"],
     doc_md=__doc__,
@@ -170,8 +179,14 @@ with DAG(
         experiment="churn-gate",
     )
 
+    @task(task_id="challenger_set", outlets=[model_alias_asset(MODEL_NAME, "challenger")])
+    def challenger_set(decision: dict) -> str:
+        """Announce the new challenger (skipped when the gate fails), which starts the canary rollout."""
+        return decision["version"]
+
     existing = find_existing.output
     training_set >> [find_existing, eval_set]
     train_or_reuse(existing) >> [train, register]
     train >> register >> wait_ready >> gate
+    challenger_set(gate.output)
     eval_set >> gate

@@ -19,8 +19,8 @@ DAGS_DIR = ROOT / "dags"
 FEATURE_REPO = ROOT / "feature_repo"
 START_DAY = dt.date(2026, 1, 1)
 
-# Real servers shared by the whole session: `mlflow server` on loopback, Postgres, and MLflow helpers.
-pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers", "tests.postgres"]
+# Real servers shared by the whole session: `mlflow server`, Postgres and Prometheus on loopback; MLflow helpers.
+pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers", "tests.postgres", "tests.prometheus_server"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -31,7 +31,9 @@ HYPERPARAMETERS = {"lr": 0.01, "epochs": 3}
 
 
 class ChurnRuleModel(mlflow.pyfunc.PythonModel):
-    """A fixed churn rule: ``truth`` (the generator's own model), ``weak`` (one feature) or ``constant``."""
+    """A fixed churn rule: ``truth`` (the generator's own model), ``weak`` (one feature), ``constant``, or
+    ``flaky`` (the truth, but raises on any request holding one of the ~20 % of customers with
+    ``tenure_days % 5 == 0``)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -39,7 +41,9 @@ class ChurnRuleModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        if self.kind == "truth":
+        if self.kind == "flaky" and (model_input["tenure_days"].to_numpy() % 5 == 0).any():
+            raise RuntimeError("flaky model: cannot score a tenure divisible by 5")
+        if self.kind in ("truth", "flaky"):
             proba = churn_probability({c: model_input[c].to_numpy() for c in model_input.columns})
         elif self.kind == "weak":
             proba = 1.0 / (1.0 + np.exp(-(-1.6 + 0.9 * model_input["failed_payments_90d"].to_numpy())))
@@ -111,4 +115,5 @@ def eval_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def models(mlflow_server: Any) -> dict[str, dict[str, str]]:
     """One logged run per kind of model, shared by the session (registration never changes a run)."""
-    return {kind: log_model(mlflow_server.tracking_uri, kind) for kind in ("truth", "weak", "constant")}
+    kinds = ("truth", "weak", "constant", "flaky")
+    return {kind: log_model(mlflow_server.tracking_uri, kind) for kind in kinds}

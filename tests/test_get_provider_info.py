@@ -19,7 +19,12 @@ def test_provider_info_matches_airflows_schema():
 
 def test_every_declared_module_and_class_imports():
     info = get_provider_info()
-    modules = [m for kind in ("operators", "sensors", "hooks", "triggers") for e in info[kind] for m in e["python-modules"]]
+    modules = [
+        m
+        for kind in ("operators", "sensors", "hooks", "triggers")
+        for e in info[kind]
+        for m in e["python-modules"]
+    ]
     for module in modules:
         importlib.import_module(module)
     classes = info["extra-links"] + [c["hook-class-name"] for c in info["connection-types"]]

@@ -13,13 +13,20 @@ UTC = dt.UTC
 
 
 def day(**kw):
-    base = {"day": None, "run_type": "scheduled", "logical_date": None, "data_interval_start": None,
-            "run_after": dt.datetime(2026, 3, 10, 9, tzinfo=UTC)}
+    base = {
+        "day": None,
+        "run_type": "scheduled",
+        "logical_date": None,
+        "data_interval_start": None,
+        "run_after": dt.datetime(2026, 3, 10, 9, tzinfo=UTC),
+    }
     return resolve_partition_day(**(base | kw))
 
 
 def test_conf_day_wins():
-    assert day(day="2026-01-05", data_interval_start=dt.datetime(2026, 2, 1, tzinfo=UTC)) == dt.date(2026, 1, 5)
+    assert day(day="2026-01-05", data_interval_start=dt.datetime(2026, 2, 1, tzinfo=UTC)) == dt.date(
+        2026, 1, 5
+    )
 
 
 def test_bad_conf_day_is_refused_clearly():
@@ -28,8 +35,11 @@ def test_bad_conf_day_is_refused_clearly():
 
 
 def test_manual_run_uses_its_logical_date_not_the_inferred_interval():
-    got = day(run_type="manual", logical_date=dt.datetime(2026, 1, 3, tzinfo=UTC),
-              data_interval_start=dt.datetime(2026, 3, 9, tzinfo=UTC))
+    got = day(
+        run_type="manual",
+        logical_date=dt.datetime(2026, 1, 3, tzinfo=UTC),
+        data_interval_start=dt.datetime(2026, 3, 9, tzinfo=UTC),
+    )
     assert got == dt.date(2026, 1, 3)
 
 

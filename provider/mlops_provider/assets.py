@@ -11,7 +11,9 @@ from airflow.sdk import Asset
 
 def feature_view_asset(project: str, feature_view: str) -> Asset:
     """The online data of one Feast feature view; updated after each materialization."""
-    return Asset(name=f"feast_{project}_{feature_view}", uri=f"feast://{project}/feature-views/{feature_view}")
+    return Asset(
+        name=f"feast_{project}_{feature_view}", uri=f"feast://{project}/feature-views/{feature_view}"
+    )
 
 
 def training_set_asset(feature_service: str) -> Asset:

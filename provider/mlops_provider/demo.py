@@ -36,14 +36,25 @@ def generate_data(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, 
     generate(GeneratorConfig(rows_per_day=rows_per_day), landing, days[0], len(days))
 
 
-def run_pipeline(stack: LocalStack, days: list[dt.date], *, hyperparameters: dict | None = None,
-                 log=print) -> dict[str, Any]:
+def run_pipeline(
+    stack: LocalStack, days: list[dt.date], *, hyperparameters: dict | None = None, log=print
+) -> dict[str, Any]:
     """Run the shipped DAGs under the real scheduler: features for each day, then training on them."""
     stack.wait_for_dags(PIPELINE)
     stack.airflow("dags", "pause", "training_pipeline")  # until the features have history
     log(f"Backfilling feature_pipeline for {days[0]} .. {days[-1]} ...")
-    stack.airflow("backfill", "create", "--dag-id", "feature_pipeline", "--from-date", days[0].isoformat(),
-                  "--to-date", days[-1].isoformat(), "--reprocess-behavior", "failed")
+    stack.airflow(
+        "backfill",
+        "create",
+        "--dag-id",
+        "feature_pipeline",
+        "--from-date",
+        days[0].isoformat(),
+        "--to-date",
+        days[-1].isoformat(),
+        "--reprocess-behavior",
+        "failed",
+    )
     stack.airflow("dags", "unpause", "feature_pipeline")
     features = stack.wait_for_runs("feature_pipeline", count=len(days), timeout=300 + 90 * len(days))
     log(f"feature_pipeline: {[r['state'] for r in features]}")
@@ -70,8 +81,10 @@ def model_summary(stack: LocalStack) -> list[str]:
         aliases = ",".join(mv.aliases) or "-"
         metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
         auc = metrics.get("val_auc")
-        lines.append(f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<22} val_auc="
-                     f"{auc if auc is None else round(auc, 3)}  gate={mv.tags.get('mlops.gate.decision', '-')}")
+        lines.append(
+            f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<22} val_auc="
+            f"{auc if auc is None else round(auc, 3)}  gate={mv.tags.get('mlops.gate.decision', '-')}"
+        )
     return lines or ["  (no registered model yet)"]
 
 

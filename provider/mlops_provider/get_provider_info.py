@@ -36,11 +36,30 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://docs.greatexpectations.io/docs/core/introduction/",
                 "tags": ["software"],
             },
-            {"integration-name": "MLflow", "external-doc-url": "https://mlflow.org/docs/latest/", "tags": ["ml"]},
+            {
+                "integration-name": "MLflow",
+                "external-doc-url": "https://mlflow.org/docs/latest/",
+                "tags": ["ml"],
+            },
             {
                 "integration-name": "GPU training",
                 "external-doc-url": f"{_DOCS}/training.md",
                 "tags": ["ml", "kubernetes"],
+            },
+            {
+                "integration-name": "Canary deployment",
+                "external-doc-url": f"{_DOCS}/canary.md",
+                "tags": ["ml", "kubernetes"],
+            },
+            {
+                "integration-name": "KServe",
+                "external-doc-url": "https://kserve.github.io/website/",
+                "tags": ["ml"],
+            },
+            {
+                "integration-name": "Prometheus",
+                "external-doc-url": "https://prometheus.io/docs/",
+                "tags": ["service"],
             },
         ],
         "operators": [
@@ -49,21 +68,28 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "MLflow", "python-modules": ["mlops_provider.operators.mlflow"]},
             {
                 "integration-name": "GPU training",
-                "python-modules": ["mlops_provider.operators.training", "mlops_provider.operators.kubernetes"],
+                "python-modules": [
+                    "mlops_provider.operators.training",
+                    "mlops_provider.operators.kubernetes",
+                ],
             },
         ],
         "sensors": [
             {"integration-name": "Feast", "python-modules": ["mlops_provider.sensors.feast"]},
             {"integration-name": "MLflow", "python-modules": ["mlops_provider.sensors.mlflow"]},
+            {"integration-name": "Canary deployment", "python-modules": ["mlops_provider.sensors.canary"]},
         ],
         "hooks": [
             {"integration-name": "Feast", "python-modules": ["mlops_provider.hooks.feast"]},
             {"integration-name": "Great Expectations", "python-modules": ["mlops_provider.hooks.gx"]},
             {"integration-name": "MLflow", "python-modules": ["mlops_provider.hooks.mlflow"]},
+            {"integration-name": "KServe", "python-modules": ["mlops_provider.hooks.kserve"]},
+            {"integration-name": "Prometheus", "python-modules": ["mlops_provider.hooks.prometheus"]},
         ],
         "triggers": [
             {"integration-name": "Feast", "python-modules": ["mlops_provider.triggers.feast"]},
             {"integration-name": "MLflow", "python-modules": ["mlops_provider.triggers.mlflow"]},
+            {"integration-name": "Canary deployment", "python-modules": ["mlops_provider.triggers.canary"]},
         ],
         "extra-links": [
             "mlops_provider.links.gx.GXDataDocsLink",
@@ -90,7 +116,9 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "mlops_provider.hooks.mlflow.MLflowHook",
                 "hook-name": "MLflow",
                 "conn-fields": {
-                    "registry_uri": _text("Registry URI", "Model registry URI when it differs from tracking."),
+                    "registry_uri": _text(
+                        "Registry URI", "Model registry URI when it differs from tracking."
+                    ),
                     "token": _text("Token", "Bearer token (MLFLOW_TRACKING_TOKEN).", secret=True),
                     "insecure_tls": {
                         "label": "Insecure TLS",
@@ -103,6 +131,23 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["schema", "port"],
                     "relabeling": {"host": "Tracking URI", "login": "Username", "password": "Password"},
                     "placeholders": {"host": "http://mlflow:5000 or sqlite:///mlflow.db"},
+                },
+            },
+            {
+                "connection-type": "prometheus",
+                "hook-class-name": "mlops_provider.hooks.prometheus.PrometheusHook",
+                "hook-name": "Prometheus",
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Timeout (s)",
+                        "description": "Seconds to wait for a query (default 10).",
+                        "schema": {"type": ["number", "null"], "default": 10},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema"],
+                    "relabeling": {"host": "Base URL", "login": "Username", "password": "Password"},
+                    "placeholders": {"host": "http://prometheus:9090"},
                 },
             },
         ],

@@ -77,11 +77,13 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """The environment every Airflow process (and CLI call) of this stack runs with."""
         repo = self.feature_repo or self.project_dir / "feature_repo"
-        bundle = [{
-            "name": "mlops",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(self.project_dir / "dags"), "refresh_interval": 30},
-        }]
+        bundle = [
+            {
+                "name": "mlops",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(self.project_dir / "dags"), "refresh_interval": 30},
+            }
+        ]
         # Inherit nothing of another Airflow (a test session's unit-test mode, say) but its PATH and tools.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
         # `airflow standalone` starts its components by running `airflow` from PATH: use ours.
@@ -110,7 +112,9 @@ class LocalStack:
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW_VAR_MLOPS_DATA_ROOT": str(self.data_root),
-            "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps({"conn_type": "feast", "extra": {"repo_path": str(repo)}}),
+            "AIRFLOW_CONN_FEAST_DEFAULT": json.dumps(
+                {"conn_type": "feast", "extra": {"repo_path": str(repo)}}
+            ),
             "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(
                 {"conn_type": "mlflow", "host": self.mlflow_url, "extra": {"ui_base_url": self.mlflow_url}}
             ),
@@ -146,9 +150,20 @@ class LocalStack:
             mlflow_dir.mkdir(parents=True, exist_ok=True)
             pids["mlflow"] = self._spawn(
                 "mlflow",
-                [str(bin_dir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.mlflow_port),
-                 "--backend-store-uri", f"sqlite:///{mlflow_dir}/mlflow.db",
-                 "--artifacts-destination", str(mlflow_dir / "artifacts"), "--workers", "1"],
+                [
+                    str(bin_dir / "mlflow"),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.mlflow_port),
+                    "--backend-store-uri",
+                    f"sqlite:///{mlflow_dir}/mlflow.db",
+                    "--artifacts-destination",
+                    str(mlflow_dir / "artifacts"),
+                    "--workers",
+                    "1",
+                ],
             )
         if not self._alive(pids.get("airflow")):
             self._require_free(self.airflow_port, "Airflow")
@@ -181,8 +196,14 @@ class LocalStack:
 
     def _spawn(self, name: str, argv: list[str]) -> int:
         log = open(self.state_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                cwd=self.state_dir, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.state_dir,
+            start_new_session=True,
+        )
         return proc.pid
 
     @staticmethod
@@ -208,8 +229,10 @@ class LocalStack:
     @staticmethod
     def _require_free(port: int, what: str) -> None:
         if not _port_is_free(port):
-            raise ServiceUnavailable(f"Port {port} for {what} is taken by another program; stop it or choose "
-                                     "another port (AIRFLOW_PORT / MLFLOW_PORT).")
+            raise ServiceUnavailable(
+                f"Port {port} for {what} is taken by another program; stop it or choose "
+                "another port (AIRFLOW_PORT / MLFLOW_PORT)."
+            )
 
     def _wait_http(self, url: str, deadline: float, what: str) -> None:
         while time.monotonic() < deadline:
@@ -236,7 +259,8 @@ class LocalStack:
         """Call the Airflow REST API (``/api/v2/...``) as the admin user."""
         token = self._token()
         req = urllib.request.Request(
-            f"{self.airflow_url}/api/v2/{path.lstrip('/')}", method=method,
+            f"{self.airflow_url}/api/v2/{path.lstrip('/')}",
+            method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
@@ -245,7 +269,8 @@ class LocalStack:
 
     def _token(self) -> str:
         req = urllib.request.Request(
-            f"{self.airflow_url}/auth/token", method="POST",
+            f"{self.airflow_url}/auth/token",
+            method="POST",
             data=json.dumps({"username": ADMIN_USER, "password": self.password}).encode(),
             headers={"Content-Type": "application/json"},
         )

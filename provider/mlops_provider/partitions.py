@@ -26,8 +26,12 @@ from mlops_provider.exceptions import ConfigurationError
 
 
 def resolve_partition_day(
-    *, day: str | None, run_type: str | None, logical_date: dt.datetime | None,
-    data_interval_start: dt.datetime | None, run_after: dt.datetime | None,
+    *,
+    day: str | None,
+    run_type: str | None,
+    logical_date: dt.datetime | None,
+    data_interval_start: dt.datetime | None,
+    run_after: dt.datetime | None,
     asset_window_ends: list[str] | None = None,
 ) -> dt.date:
     """Apply the rule above to plain values."""
@@ -50,7 +54,9 @@ def resolve_partition_day(
 def _asset_window_ends(ctx: Any) -> list[str]:
     events = ctx.get("triggering_asset_events") or {}
     try:
-        return [e.extra["end"] for per_asset in events.values() for e in per_asset if "end" in (e.extra or {})]
+        return [
+            e.extra["end"] for per_asset in events.values() for e in per_asset if "end" in (e.extra or {})
+        ]
     except (AttributeError, TypeError):
         return []
 

@@ -21,8 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift-strength", type=float, default=1.0)
     parser.add_argument("--label-delay-days", type=int, default=2)
     parser.add_argument("--bad-mode", choices=BAD_MODES, default=None, help="write malformed partitions")
-    parser.add_argument("--bad-day", type=dt.date.fromisoformat, action="append", default=[],
-                        help="day to corrupt (repeatable; default: every generated day)")
+    parser.add_argument(
+        "--bad-day",
+        type=dt.date.fromisoformat,
+        action="append",
+        default=[],
+        help="day to corrupt (repeatable; default: every generated day)",
+    )
     args = parser.parse_args(argv)
     cfg = GeneratorConfig(
         rows_per_day=args.rows_per_day,

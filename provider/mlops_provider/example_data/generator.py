@@ -184,7 +184,10 @@ def activity_table(cfg: GeneratorConfig, day: dt.date) -> pa.Table:
     import pyarrow as pa
 
     cols = activity_columns(cfg, day)
-    arrays = {name: pa.array(cols[name], type=_arrow_type(type_name)) for name, (type_name, _) in ACTIVITY_SCHEMA.items()}
+    arrays = {
+        name: pa.array(cols[name], type=_arrow_type(type_name))
+        for name, (type_name, _) in ACTIVITY_SCHEMA.items()
+    }
     return pa.table(arrays)
 
 

@@ -208,6 +208,25 @@ class MLflowHook(BaseHook):
         base = self.ui_base_url()
         return None if base is None else f"{base}/#/models/{quote(name, safe='')}/versions/{version}"
 
+    def load_model(self, name: str, version: str | int) -> Any:
+        """Download version ``version`` of ``name`` and load it as an ``mlflow.pyfunc`` model."""
+        import tempfile
+
+        import mlflow
+
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+            # Resolve through our client: MLflow resolves "models:/" URIs with the process-global
+            # registry URI, whatever registry_uri is passed.
+            with self.session() as client:
+                source = client.get_model_version_download_uri(name, str(version))
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=source,
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                    registry_uri=self.registry_uri,
+                )
+            return mlflow.pyfunc.load_model(path)
+
     def find_version_by_fingerprint(
         self, name: str, *, data_fingerprint: str, code_version: str, hyperparameters: dict[str, Any]
     ) -> ModelVersion | None:

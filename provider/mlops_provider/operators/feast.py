@@ -185,8 +185,14 @@ class FeastMaterializeOperator(_FeastOperator):
             online_until = hook.fresh_until(name)
             load_until = max(end, online_until) if online_until else end
             if load_until > end:
-                self.log.info("%s is online up to %s, later than this interval; loading %s..%s so no "
-                              "entity goes back to an older value", name, online_until, start, load_until)
+                self.log.info(
+                    "%s is online up to %s, later than this interval; loading %s..%s so no "
+                    "entity goes back to an older value",
+                    name,
+                    online_until,
+                    start,
+                    load_until,
+                )
             self.log.info("Materializing %s from %s to %s: %s source rows", name, start, end, counts["rows"])
             hook.get_store().materialize(start_date=start, end_date=load_until, feature_views=[name])
         self.log.info("Materialized %s: %s entities written", name, counts["entities"])

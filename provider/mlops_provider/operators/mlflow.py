@@ -542,24 +542,10 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         return result
 
     def _model_metrics(self, version: str, features: pd.DataFrame, labels: Any) -> dict[str, float]:
-        import tempfile
-
-        import mlflow
         import numpy as np
         from sklearn import metrics as skm
 
-        with tempfile.TemporaryDirectory(prefix="mlops-gate-") as tmp:
-            # Resolve through our client: MLflow resolves "models:/" URIs with the process-global
-            # registry URI, whatever registry_uri is passed.
-            with self.hook.session() as client:
-                source = client.get_model_version_download_uri(self.name, version)
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=source,
-                dst_path=tmp,
-                tracking_uri=self.hook.tracking_uri,
-                registry_uri=self.hook.registry_uri,
-            )
-            output = mlflow.pyfunc.load_model(path).predict(features)
+        output = self.hook.load_model(self.name, version).predict(features)
         if not {"probability", "prediction"} <= set(getattr(output, "columns", [])):
             raise ConfigurationError(
                 f"Model {self.name!r} version {version} broke the contract: predict() must return a DataFrame "

@@ -1,0 +1,134 @@
+"""
+### Canary rollout: start → step 1 … step 4 (deploy, analyse, decide) → promote or roll back
+
+Runs whenever the training pipeline's gate sets the `challenger` alias of `churn_classifier` (the
+`model_churn_classifier_challenger` Asset), or on demand. The challenger goes out as the `canary`
+and takes a growing share of traffic: **5 %, 25 %, 50 %, then 100 %**. After every step the
+analysis polls its metrics every `interval_seconds` and compares the canary with the `champion`:
+
+- `batch` backend (default): each step replays the newest held-out day (features and labels) through
+  both models with the step's split, by a stable hash of `customer_id`, and writes a prediction log
+  under `{data_root}/predictions/rollouts/`. Checks: error rate ≤ 1 %, p95 latency within 50 ms of the
+  champion's, prediction-distribution shift (PSI) ≤ 0.25, ROC AUC within 0.02 of the champion's;
+- `kserve` backend: each step patches the KServe InferenceService's `canaryTrafficPercent`, and the
+  analysis reads success rate and latency per revision from Prometheus.
+
+`checks_per_step` passing polls step up; `failure_threshold` failing polls roll back; polls without
+data make the step inconclusive, which rolls back too. After the last step the canary is **promoted**:
+`champion` moves to it and the old champion is kept as `previous` (the
+`model_churn_classifier_champion` Asset is updated). A **rollback** removes the canary and tags the
+version with why; the champion never moves. The very first model (no champion yet) is promoted at once.
+
+Everything is kept in MLflow (aliases and `mlops.canary.*` tags on the version), so clearing a task
+or restarting the scheduler resumes the rollout where it was, with no step taken twice. A task that
+errors leaves the rollout holding at its current step; re-run it.
+
+**Trigger**: `airflow dags trigger canary_rollout --conf '{"interval_seconds": 5, "checks_per_step": 2}'`.
+Conf keys: `version` (default the `challenger` alias), `backend` (`batch` | `kserve`),
+`interval_seconds`, `checks_per_step`, `failure_threshold`, `traffic_uri` (batch: parquet file or glob
+of entity rows, default the newest held-out day), `kserve_service`, `kserve_namespace`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, TriggerRule, task
+
+from mlops_provider.assets import model_alias_asset
+from mlops_provider.operators.canary import CanaryDeployOperator, PromoteModelOperator, RollbackModelOperator
+from mlops_provider.sensors.canary import CanaryAnalysisSensor
+
+MODEL_NAME = "churn_classifier"
+STEPS = [5, 25, 50, 100]
+DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
+STRATEGY = (
+    "{{ {'steps': " + str(STEPS) + ", 'interval_seconds': params.interval_seconds,"
+    " 'checks_per_step': params.checks_per_step, 'failure_threshold': params.failure_threshold} | tojson }}"
+)
+BACKEND_CONFIG = (
+    "{{ ({'traffic_uri': params.traffic_uri or (var.value.get('mlops_data_root', '/tmp/mlops-data')"
+    " ~ '/eval_sets/churn_model_v1/date=*/eval_set.parquet'),"
+    " 'log_root': var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/predictions',"
+    " 'label_column': 'churned'} if params.backend == 'batch' else"
+    " {'service': params.kserve_service, 'namespace': params.kserve_namespace}) | tojson }}"
+)
+VERSION = "{{ ti.xcom_pull(task_ids='start')['version'] }}"
+
+with DAG(
+    dag_id="canary_rollout",
+    description="Roll the challenger out as a canary in steps; promote it or roll it back on the metrics.",
+    schedule=[model_alias_asset(MODEL_NAME, "challenger")],
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "ml-platform", "retries": 1, "retry_delay": dt.timedelta(seconds=10)},
+    params={
+        "version": Param(
+            None,
+            type=["null", "string"],
+            description="Model version to roll out. Empty: the challenger alias.",
+        ),
+        "backend": Param(
+            "batch",
+            type="string",
+            enum=["batch", "kserve"],
+            description="batch (embedded default: replayed traffic) or kserve (InferenceService).",
+        ),
+        "interval_seconds": Param(
+            60, type="number", exclusiveMinimum=0, description="Seconds between analysis polls."
+        ),
+        "checks_per_step": Param(
+            3, type="integer", minimum=1, description="Passing polls needed to step up."
+        ),
+        "failure_threshold": Param(
+            2, type="integer", minimum=1, description="Failing polls that roll the canary back."
+        ),
+        "traffic_uri": Param(
+            None,
+            type=["null", "string"],
+            description="batch: parquet file or glob of rows replayed each step. "
+            "Empty: the newest held-out day.",
+        ),
+        "kserve_service": Param(
+            "churn-classifier", type="string", description="kserve: InferenceService name."
+        ),
+        "kserve_namespace": Param("models", type="string", description="kserve: its namespace."),
+    },
+    tags=["mlops", "canary", "mlflow", "kserve"],
+    doc_md=__doc__,
+) as dag:
+    common = {"name": MODEL_NAME, "backend": "{{ params.backend }}", "backend_config": BACKEND_CONFIG,
+              "strategy": STRATEGY}  # fmt: skip
+    start = CanaryDeployOperator(task_id="start", version="{{ params.version }}", **common)
+    promote = PromoteModelOperator(
+        task_id="promote", version=VERSION, outlets=[model_alias_asset(MODEL_NAME, "champion")], **common
+    )
+    rollback = RollbackModelOperator(
+        task_id="rollback", version=VERSION, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **common
+    )
+
+    previous = start
+    for i, weight in enumerate(STEPS):
+        deploy = CanaryDeployOperator(
+            task_id=f"step_{i + 1}_deploy",
+            version=VERSION,
+            step=i,
+            doc_md=f"Send {weight} % of traffic to the canary.",
+            **common,
+        )
+        analyse = CanaryAnalysisSensor(
+            task_id=f"step_{i + 1}_analyse", version=VERSION, step=i, deferrable=True, **common
+        )
+        nxt = f"step_{i + 2}_deploy" if i + 1 < len(STEPS) else "promote"
+
+        @task.branch(task_id=f"step_{i + 1}_decide")
+        def decide(verdict: dict, on_pass: str = nxt) -> str:
+            """Step up (or promote after the last step) on pass; roll back on fail or inconclusive."""
+            return on_pass if verdict["verdict"] == "pass" else "rollback"
+
+        decision = decide(analyse.output)
+        previous >> deploy >> analyse
+        decision >> rollback
+        previous = decision
+    previous >> promote

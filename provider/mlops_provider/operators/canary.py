@@ -1,0 +1,188 @@
+"""Canary rollouts of registered MLflow models: deploy a step, promote, roll back, and batch scoring.
+
+The rollout's semantics and state live in :mod:`mlops_provider.canary`; these operators are thin
+and idempotent: a re-run for the same step, promotion or rollback changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.canary_tasks import CANARY_FIELDS, CanaryTask
+from mlops_provider.exceptions import ConfigurationError
+from mlops_provider.hooks.mlflow import MLflowHook
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def _summary(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: state[k] for k in ("name", "version", "status", "step", "weight", "reason")}
+
+
+class CanaryDeployOperator(CanaryTask):
+    """Start a rollout of ``version`` and, with ``step``, move it to that step of the strategy.
+
+    Starting makes the version the ``canary`` (at weight 0), or promotes it at once when there is no
+    champion yet. ``step`` (0-based) is deployed once the previous step's analysis passed; when the
+    rollout is already there or finished, nothing changes.
+
+    :param name: registered model name.
+    :param version: the version to roll out; default the ``canary``, else the ``challenger`` alias.
+    :param step: the strategy step to deploy; None only starts the rollout.
+    :param backend: ``batch`` or ``kserve``.
+    :param backend_config: the backend's settings (see :mod:`mlops_provider.canary_backends`).
+    :param strategy: the rollout strategy as a dict (see :class:`~mlops_provider.canary.CanaryStrategy`).
+    :param mlflow_conn_id: the MLflow connection.
+    :return: ``{"name", "version", "status", "step", "weight", "reason"}``.
+    """
+
+    template_fields = (*CANARY_FIELDS, "step")
+    default_aliases = ("challenger",)
+
+    def __init__(self, *, step: int | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step = step
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.hook.session() as client:
+            controller = self.controller(client)
+            version = self.resolved_version(controller)
+            state = controller.start(version)
+            if self.step not in (None, "") and state["status"] == "progressing":
+                state = controller.deploy_step(version, int(self.step))
+        return _summary(state)
+
+
+class CanaryStatusOperator(CanaryTask):
+    """Return a rollout's state without changing it (for branching and reporting)."""
+
+    template_fields = CANARY_FIELDS
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.hook.session() as client:
+            controller = self.controller(client, with_backend=False)
+            return controller.state(self.resolved_version(controller))
+
+
+class PromoteModelOperator(CanaryTask):
+    """Promote the canary: ``champion`` moves to it, the old champion becomes ``previous``.
+
+    Idempotent: promoting a promoted version changes nothing. Give the task
+    ``outlets=[model_alias_asset(name, "champion")]`` so downstream DAGs can schedule on it.
+
+    :return: the rollout summary, ``status`` = ``promoted``.
+    """
+
+    template_fields = CANARY_FIELDS
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.hook.session() as client:
+            controller = self.controller(client)
+            return _summary(controller.promote(self.resolved_version(controller)))
+
+
+class RollbackModelOperator(CanaryTask):
+    """Roll the canary back: no traffic to it, ``canary`` removed, champion untouched, reason tagged.
+
+    :param reason: why; default a summary of the failed analysis recorded on the version.
+    :return: the rollout summary, ``status`` = ``rolled_back``.
+    """
+
+    template_fields = (*CANARY_FIELDS, "reason")
+
+    def __init__(self, *, reason: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with self.hook.session() as client:
+            controller = self.controller(client)
+            version = self.resolved_version(controller)
+            reason = self.reason or _failed_analysis(controller.state(version))
+            return _summary(controller.rollback(version, reason))
+
+
+def _failed_analysis(state: dict[str, Any]) -> str:
+    failed = [(s, v) for s, v in sorted(state["verdicts"].items()) if v.get("verdict") != "pass"]
+    if not failed:
+        return "rolled back by request"
+    step, verdict = failed[-1]
+    return f"step {step + 1} analysis {verdict['verdict']}: {verdict.get('message', '')}".strip()
+
+
+class BatchScoreOperator(BaseOperator):
+    """Score a batch of entities with the current split: the champion, and the canary's share.
+
+    Entities go to the canary by a stable hash of ``entity_column`` (see :mod:`mlops_provider.scoring`).
+    The prediction log at ``output_uri`` is replaced whole, so a re-run writes no duplicate rows.
+
+    :param name: registered model name.
+    :param features_uri: parquet file (or local glob: the newest match) of rows to score.
+    :param output_uri: where the prediction log goes (local or s3://).
+    :param entity_column: the entity key.
+    :param keep_columns: columns copied to the log unscored (e.g. event_timestamp, a label).
+    :param request_rows: rows per model request.
+    :param mlflow_conn_id: the MLflow connection.
+    :return: ``{"output_uri", "rows", "champion", "canary", "weight", "errors"}``.
+    """
+
+    template_fields = ("name", "features_uri", "output_uri", "entity_column", "mlflow_conn_id")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        features_uri: str,
+        output_uri: str,
+        entity_column: str = "customer_id",
+        keep_columns: list[str] | None = None,
+        request_rows: int = 256,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.features_uri = features_uri
+        self.output_uri = output_uri
+        self.entity_column = entity_column
+        self.keep_columns = keep_columns if keep_columns is not None else ["event_timestamp"]
+        self.request_rows = request_rows
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider import scoring
+        from mlops_provider.canary import CanaryController, CanaryStrategy
+        from mlops_provider.canary_backends import read_frame
+
+        hook = MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+        with hook.session() as client:
+            split = CanaryController(client, self.name, CanaryStrategy()).split()
+        if split["champion"] is None:
+            raise ConfigurationError(
+                f"{self.name!r} has no 'champion' alias: nothing to score with. Run the canary rollout "
+                "(or set the alias) first."
+            )
+        resolved, frame = read_frame(self.features_uri)
+        self.log.info(
+            "Scoring %d row(s) of %s: champion v%s%s.", len(frame), resolved, split["champion"],
+            f", canary v{split['canary']} at {split['weight']}%" if split["canary"] else "",
+        )  # fmt: skip
+        models = {scoring.CHAMPION: (split["champion"], hook.load_model(self.name, split["champion"]))}
+        if split["canary"]:
+            models[scoring.CANARY] = (split["canary"], hook.load_model(self.name, split["canary"]))
+        predictions = scoring.score(
+            frame, models, entity_column=self.entity_column, weight=split["weight"], salt=self.name,
+            keep_columns=self.keep_columns, request_rows=self.request_rows, log=self.log,
+        )  # fmt: skip
+        scoring.write_log(predictions, self.output_uri)
+        return {
+            "output_uri": self.output_uri,
+            "rows": len(predictions),
+            "champion": split["champion"],
+            "canary": split["canary"],
+            "weight": split["weight"],
+            "errors": int(predictions["error"].notna().sum()),
+        }

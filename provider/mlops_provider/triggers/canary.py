@@ -1,0 +1,97 @@
+"""Poll a canary's metrics every interval in the triggerer until the step's analysis is decided."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from mlops_provider.hooks.mlflow import MLflowHook
+
+
+def analyse_once(
+    backend: str, backend_config: dict[str, Any], strategy: dict[str, Any], hook: MLflowHook, name: str,
+    version: str, step: int, baseline: dict[str, float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One poll: fetch ``{metric: (canary, champion)}`` from the backend and judge it."""
+    from mlops_provider.canary import CanaryStrategy, judge_poll
+    from mlops_provider.canary_backends import fetch_values
+
+    parsed = CanaryStrategy.from_dict(strategy)
+    values = fetch_values(backend, backend_config, hook, name, version, step, parsed)
+    return judge_poll(parsed, values, baseline)
+
+
+class CanaryAnalysisTrigger(BaseTrigger):
+    """Yield the verdict of one rollout step: ``pass``, ``fail`` or ``inconclusive``, with the evidence.
+
+    Arguments are plain JSON and hold connection ids, never credentials. A triggerer restart starts
+    the step's polls again; the step itself is not repeated (its weight is already deployed).
+
+    :param name: registered model name.
+    :param version: the canary version.
+    :param step: the strategy step (0-based) being analysed.
+    :param backend: ``batch`` or ``kserve``.
+    :param backend_config: the backend's JSON config.
+    :param strategy: the strategy as a dict.
+    :param conn_id: the MLflow connection id.
+    :param baseline: champion values from earlier steps, for a step where the champion gets no traffic.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        step: int,
+        backend: str,
+        backend_config: dict[str, Any],
+        strategy: dict[str, Any],
+        conn_id: str = MLflowHook.default_conn_name,
+        baseline: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.baseline = baseline or {}
+        self.name, self.version, self.step = name, str(version), int(step)
+        self.backend, self.backend_config, self.strategy = backend, backend_config, strategy
+        self.conn_id = conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "name": self.name,
+                "version": self.version,
+                "step": self.step,
+                "backend": self.backend,
+                "backend_config": self.backend_config,
+                "strategy": self.strategy,
+                "conn_id": self.conn_id,
+                "baseline": self.baseline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from mlops_provider.canary import CanaryStrategy, step_verdict
+
+        base = {"name": self.name, "version": self.version, "step": self.step}
+        try:
+            strategy = CanaryStrategy.from_dict(self.strategy)
+            hook = MLflowHook(self.conn_id)
+            polls: list[dict[str, Any]] = []
+            while True:
+                poll = await asyncio.to_thread(
+                    analyse_once, self.backend, self.backend_config, self.strategy, hook, self.name,
+                    self.version, self.step, self.baseline,
+                )  # fmt: skip
+                polls.append(poll)
+                self.log.info("Canary %s v%s step %d poll %d: %s.", self.name, self.version, self.step,
+                              len(polls), poll["status"])  # fmt: skip
+                verdict = step_verdict(strategy, polls)
+                if verdict is not None:
+                    yield TriggerEvent({**base, "status": "decided", "verdict": verdict, "polls": polls})
+                    return
+                await asyncio.sleep(strategy.interval_seconds)
+        except Exception as err:
+            yield TriggerEvent({**base, "status": "error", "message": f"{type(err).__name__}: {err}"})

@@ -1,0 +1,134 @@
+"""features → training → canary_rollout → batch_scoring with dag.test(), on the batch backend.
+
+A good challenger walks every step and is promoted; a bad one (a constant model) is rolled back at
+the first step and the champion never moves; a rollout cut off after its first analysis resumes
+without stepping twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from mlops_provider.example_data.generator import GeneratorConfig, generate
+from mlops_provider.scoring import read_log
+from tests.dags.conftest import run_dag
+from tests.mlflow_helpers import log_model
+
+pytestmark = pytest.mark.xdist_group("canary_rollout")
+
+START = dt.date(2026, 1, 1)
+DAYS = 4
+ROWS = 1500
+MODEL = "churn_classifier"
+FAST = {"interval_seconds": 0.2, "checks_per_step": 2, "failure_threshold": 1}
+
+
+@pytest.fixture(scope="module")
+def stack(pipeline_env, mlflow_server):
+    """Four days of features, one training run (v1 = challenger), and the MLflow client."""
+    from mlflow import MlflowClient
+
+    from feature_pipeline import dag as features
+    from training_pipeline import dag as training
+
+    mp = pipeline_env["monkeypatch"]
+    mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server.tracking_uri}))
+    generate(GeneratorConfig(rows_per_day=ROWS), pipeline_env["landing"], START, DAYS)
+    for i in range(DAYS):
+        run, states = run_dag(features, day=(START + dt.timedelta(days=i)).isoformat())
+        assert run.state == "success", states
+    run, states = run_dag(training, day=(START + dt.timedelta(days=DAYS - 1)).isoformat(),
+                          hyperparameters={"epochs": 6, "hidden": [32], "lr": 0.01})  # fmt: skip
+    assert run.state == "success" and states["challenger_set"] == "success", states
+    return {"client": MlflowClient(mlflow_server.tracking_uri), "server": mlflow_server, **pipeline_env}
+
+
+def _canary_dag():
+    from canary_rollout import dag
+
+    return dag
+
+
+def _aliases(client) -> dict[str, str]:
+    return dict(client.get_registered_model(MODEL).aliases)
+
+
+def _challenger(client, source_version: str | None = None, *, tracking_uri: str | None = None) -> str:
+    """Register a new version (a copy of ``source_version``'s model, or a constant model) as challenger."""
+    if source_version:
+        version = client.copy_model_version(f"models:/{MODEL}/{source_version}", MODEL).version
+    else:
+        logged = log_model(tracking_uri, "constant")
+        model_id = logged["model_uri"].removeprefix("models:/")
+        version = client.create_model_version(
+            MODEL, logged["model_uri"], run_id=logged["run_id"], model_id=model_id
+        ).version
+    client.set_registered_model_alias(MODEL, "challenger", version)
+    return str(version)
+
+
+def _history(client, version: str) -> list[str]:
+    tags = client.get_model_version(MODEL, version).tags
+    return [entry["action"] for entry in json.loads(tags["mlops.canary.history"])]
+
+
+def test_rollout_scenarios_end_to_end(stack) -> None:
+    client, dag = stack["client"], _canary_dag()
+
+    # 1. The first model has no champion to compare with: promoted at once.
+    run, states = run_dag(dag, **FAST)
+    assert run.state == "success", states
+    assert states["promote"] == "success" and states["rollback"] == "skipped", states
+    assert _aliases(client)["champion"] == "1"
+
+    # 2. A good challenger (the same model, retrained identically) walks 5 → 25 → 50 → 100 % and is promoted.
+    good = _challenger(client, "1")
+    run, states = run_dag(dag, **FAST)
+    assert run.state == "success", states
+    assert [states[f"step_{i}_deploy"] for i in range(1, 5)] == ["success"] * 4, states
+    assert states["promote"] == "success" and states["rollback"] == "skipped", states
+    aliases = _aliases(client)
+    assert aliases["champion"] == good and aliases["previous"] == "1" and "canary" not in aliases
+    assert _history(client, good) == ["start", *["step_up", "hold_passed"] * 4, "promote"]
+    weights = [read_log(f"{stack['root']}/predictions/rollouts/{MODEL}/v{good}/step={i}/predictions.parquet")
+               ["canary_weight"].iloc[0] for i in range(4)]  # fmt: skip
+    assert weights == [5, 25, 50, 100]
+
+    # 3. A bad challenger (predicts a constant) is rolled back at the first step; the champion stays.
+    bad = _challenger(client, tracking_uri=stack["server"].tracking_uri)
+    run, states = run_dag(dag, **FAST)
+    assert run.state == "success", states
+    assert states["step_1_decide"] == "success" and states["rollback"] == "success", states
+    assert states["step_2_deploy"] == states["promote"] == "skipped", states
+    assert _aliases(client)["champion"] == good and "canary" not in _aliases(client)
+    tags = client.get_model_version(MODEL, bad).tags
+    assert tags["mlops.canary.status"] == "rolled_back"
+    assert "step 1 analysis fail" in tags["mlops.canary.reason"] and "prediction_psi" in tags["mlops.canary.reason"]
+    assert _history(client, bad) == ["start", "step_up", "analysis_failed", "rollback"]
+
+    # 4. Cut off after step 1's analysis (scheduler killed), then run again: no step is taken twice.
+    resumed = _challenger(client, good)
+    first = dag.partial_subset(task_ids=["step_1_analyse"], include_upstream=True)
+    run, states = run_dag(first, **FAST)
+    assert states == {"start": "success", "step_1_deploy": "success", "step_1_analyse": "success"}, states
+    run, states = run_dag(dag, **FAST)
+    assert run.state == "success" and states["promote"] == "success", states
+    assert _history(client, resumed) == ["start", *["step_up", "hold_passed"] * 4, "promote"]
+    assert _aliases(client)["champion"] == resumed and _aliases(client)["previous"] == good
+
+
+def test_batch_scoring_honours_the_split_and_reruns_write_no_duplicates(stack) -> None:
+    from batch_scoring import dag
+
+    day = (START + dt.timedelta(days=DAYS - 1)).isoformat()
+    for _ in range(2):
+        run, states = run_dag(dag, day=day)
+        assert run.state == "success", states
+    log = read_log(f"{stack['root']}/predictions/daily/{MODEL}/date={day}/predictions.parquet")
+    assert len(log) == ROWS and log["customer_id"].is_unique
+    champion = _aliases(stack["client"])["champion"]
+    assert set(log["variant"]) == {"champion"} and set(log["model_version"]) == {champion}
+    assert log["error"].isna().all() and log["probability"].between(0, 1).all()
