@@ -16,7 +16,7 @@ analysis polls its metrics every `interval_seconds` and compares the canary with
 `checks_per_step` passing polls step up; `failure_threshold` failing polls roll back; polls without
 data make the step inconclusive, which rolls back too. After the last step the canary is **promoted**:
 `champion` moves to it and the old champion is kept as `previous` (the
-`model_churn_classifier_champion` Asset is updated). A **rollback** removes the canary and tags the
+`model_churn_classifier_champion` and `_previous` Assets are updated; `start` updates `_canary`). A **rollback** removes the canary and tags the
 version with why; the champion never moves. The very first model (no champion yet) is promoted at once.
 
 Everything is kept in MLflow (aliases and `mlops.canary.*` tags on the version), so clearing a task
@@ -42,9 +42,12 @@ from mlops_provider.sensors.canary import CanaryAnalysisSensor
 MODEL_NAME = "churn_classifier"
 STEPS = [5, 25, 50, 100]
 DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
+# Empty params fall back to Airflow Variables (the demo stack sets short ones), then to the defaults.
 STRATEGY = (
-    "{{ {'steps': " + str(STEPS) + ", 'interval_seconds': params.interval_seconds,"
-    " 'checks_per_step': params.checks_per_step, 'failure_threshold': params.failure_threshold} | tojson }}"
+    "{{ {'steps': " + str(STEPS) + ","
+    " 'interval_seconds': (params.interval_seconds or var.value.get('mlops_canary_interval_seconds', 60)) | float,"
+    " 'checks_per_step': (params.checks_per_step or var.value.get('mlops_canary_checks_per_step', 3)) | int,"
+    " 'failure_threshold': params.failure_threshold} | tojson }}"
 )
 BACKEND_CONFIG = (
     "{{ ({'traffic_uri': params.traffic_uri or (var.value.get('mlops_data_root', '/tmp/mlops-data')"
@@ -76,10 +79,16 @@ with DAG(
             description="batch (embedded default: replayed traffic) or kserve (InferenceService).",
         ),
         "interval_seconds": Param(
-            60, type="number", exclusiveMinimum=0, description="Seconds between analysis polls."
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            description="Seconds between analysis polls. Empty: the mlops_canary_interval_seconds Variable, else 60.",
         ),
         "checks_per_step": Param(
-            3, type="integer", minimum=1, description="Passing polls needed to step up."
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Passing polls needed to step up. Empty: the mlops_canary_checks_per_step Variable, else 3.",
         ),
         "failure_threshold": Param(
             2, type="integer", minimum=1, description="Failing polls that roll the canary back."
@@ -100,9 +109,17 @@ with DAG(
 ) as dag:
     common = {"name": MODEL_NAME, "backend": "{{ params.backend }}", "backend_config": BACKEND_CONFIG,
               "strategy": STRATEGY}  # fmt: skip
-    start = CanaryDeployOperator(task_id="start", version="{{ params.version }}", **common)
+    start = CanaryDeployOperator(
+        task_id="start",
+        version="{{ params.version }}",
+        outlets=[model_alias_asset(MODEL_NAME, "canary")],
+        **common,
+    )
     promote = PromoteModelOperator(
-        task_id="promote", version=VERSION, outlets=[model_alias_asset(MODEL_NAME, "champion")], **common
+        task_id="promote",
+        version=VERSION,
+        outlets=[model_alias_asset(MODEL_NAME, "champion"), model_alias_asset(MODEL_NAME, "previous")],
+        **common,
     )
     rollback = RollbackModelOperator(
         task_id="rollback", version=VERSION, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **common

@@ -20,8 +20,11 @@ from typing import Any
 from mlops_provider.example_data.generator import GeneratorConfig, generate
 from mlops_provider.local_stack import LocalStack
 
-PIPELINE = ["feature_pipeline", "training_pipeline"]
+PIPELINE = ["feature_pipeline", "training_pipeline", "canary_rollout", "batch_scoring"]
 MODEL_NAME = "churn_classifier"
+# The first model, then a retraining with a wider network: a new challenger for the canary rollout.
+FIRST = {"epochs": 10, "hidden": [32], "lr": 0.01}
+RETRAIN = {"epochs": 10, "hidden": [64, 32], "lr": 0.005}
 
 
 def demo_days(days: int, today: dt.date | None = None) -> list[dt.date]:
@@ -36,12 +39,46 @@ def generate_data(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, 
     generate(GeneratorConfig(rows_per_day=rows_per_day), landing, days[0], len(days))
 
 
+def _trigger_and_wait(stack: LocalStack, dag_id: str, conf: dict[str, Any], timeout: float = 900) -> list[dict]:
+    earlier = len(stack.api(f"dags/{dag_id}/dagRuns?limit=100")["dag_runs"])
+    stack.airflow("dags", "trigger", dag_id, "--conf", json.dumps(conf))
+    return stack.wait_for_runs(dag_id, count=earlier + 1, timeout=timeout)
+
+
+def _train_and_roll_out(
+    stack: LocalStack, day: dt.date, hyperparameters: dict | None, log=print
+) -> tuple[list[dict], list[dict]]:
+    """Trigger a training run; when its gate passes, wait for the canary rollout it starts."""
+    rollouts_before = len(stack.api("dags/canary_rollout/dagRuns?limit=100")["dag_runs"])
+    conf: dict[str, Any] = {"day": day.isoformat()}
+    if hyperparameters:
+        conf["hyperparameters"] = hyperparameters
+    training = _trigger_and_wait(stack, "training_pipeline", conf)
+    gate = stack.task_state("training_pipeline", training[-1]["dag_run_id"], "challenger_set")
+    if gate != "success":
+        log("  the gate did not pass: no canary rollout")
+        return training, stack.api("dags/canary_rollout/dagRuns?limit=100")["dag_runs"]
+    log("  gate passed: the challenger Asset starts canary_rollout (5 % -> 25 % -> 50 % -> 100 %) ...")
+    return training, stack.wait_for_runs("canary_rollout", count=rollouts_before + 1, timeout=900)
+
+
 def run_pipeline(
-    stack: LocalStack, days: list[dt.date], *, hyperparameters: dict | None = None, log=print
+    stack: LocalStack,
+    days: list[dt.date],
+    *,
+    hyperparameters: dict | None = None,
+    retrain_hyperparameters: dict | None = RETRAIN,
+    log=print,
 ) -> dict[str, Any]:
-    """Run the shipped DAGs under the real scheduler: features for each day, then training on them."""
+    """Run the shipped DAGs under the real scheduler.
+
+    Features for each day; training, gate and the canary rollout of the first model (promoted at once:
+    no champion yet); a retraining with ``retrain_hyperparameters`` whose challenger goes out as a
+    canary in steps and is promoted or rolled back; then batch scoring of the newest day.
+    """
     stack.wait_for_dags(PIPELINE)
-    stack.airflow("dags", "pause", "training_pipeline")  # until the features have history
+    for dag_id in ("training_pipeline", "batch_scoring"):
+        stack.airflow("dags", "pause", dag_id)  # until there are features and a champion
     log(f"Backfilling feature_pipeline for {days[0]} .. {days[-1]} ...")
     stack.airflow(
         "backfill",
@@ -58,19 +95,26 @@ def run_pipeline(
     stack.airflow("dags", "unpause", "feature_pipeline")
     features = stack.wait_for_runs("feature_pipeline", count=len(days), timeout=300 + 90 * len(days))
     log(f"feature_pipeline: {[r['state'] for r in features]}")
-    log("Training on them: training set -> train -> register -> gate ...")
-    conf: dict[str, Any] = {"day": days[-1].isoformat()}
-    if hyperparameters:
-        conf["hyperparameters"] = hyperparameters
-    stack.airflow("dags", "unpause", "training_pipeline")  # from now on each new day retrains
-    earlier = len(stack.api("dags/training_pipeline/dagRuns?limit=100")["dag_runs"])
-    stack.airflow("dags", "trigger", "training_pipeline", "--conf", json.dumps(conf))
-    training = stack.wait_for_runs("training_pipeline", count=earlier + 1, timeout=900)
-    return {"feature_pipeline": features, "training_pipeline": training}
+    for dag_id in ("training_pipeline", "canary_rollout"):  # from now on each new day retrains
+        stack.airflow("dags", "unpause", dag_id)
+    log("Training the first model: training set -> train -> register -> gate -> canary ...")
+    training, rollouts = _train_and_roll_out(stack, days[-1], hyperparameters, log)
+    if retrain_hyperparameters:
+        log(f"Retraining with {retrain_hyperparameters}: a challenger to the champion ...")
+        training, rollouts = _train_and_roll_out(stack, days[-1], retrain_hyperparameters, log)
+    log("Scoring the newest day with the champion (and the canary's share during a rollout) ...")
+    stack.airflow("dags", "unpause", "batch_scoring")
+    scoring = _trigger_and_wait(stack, "batch_scoring", {"day": days[-1].isoformat()})
+    return {
+        "feature_pipeline": features,
+        "training_pipeline": training,
+        "canary_rollout": rollouts,
+        "batch_scoring": scoring,
+    }
 
 
 def model_summary(stack: LocalStack) -> list[str]:
-    """One line per registered version of the churn model: its aliases, metrics and gate decision."""
+    """Per registered version of the churn model: aliases, metrics, gate and canary decisions."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
@@ -78,13 +122,17 @@ def model_summary(stack: LocalStack) -> list[str]:
     found = client.search_model_versions(f"name='{MODEL_NAME}'")
     for version in sorted(int(v.version) for v in found):
         mv = client.get_model_version(MODEL_NAME, str(version))  # search results carry no aliases
-        aliases = ",".join(mv.aliases) or "-"
+        aliases = ",".join(sorted(mv.aliases)) or "-"
         metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
         auc = metrics.get("val_auc")
+        canary = mv.tags.get("mlops.canary.status", "-")
         lines.append(
-            f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<22} val_auc="
-            f"{auc if auc is None else round(auc, 3)}  gate={mv.tags.get('mlops.gate.decision', '-')}"
+            f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<30} val_auc="
+            f"{auc if auc is None else round(auc, 3)}  gate={mv.tags.get('mlops.gate.decision', '-')}  "
+            f"canary={canary}"
         )
+        for entry in json.loads(mv.tags.get("mlops.canary.history", "[]")):
+            lines.append(f"      {entry['action']:<16} weight {entry['weight']:>3} %  {entry['message'][:110]}")
     return lines or ["  (no registered model yet)"]
 
 
@@ -133,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     generate_data(stack, days, args.rows_per_day)
     print(f"Starting airflow standalone on {stack.airflow_url} and MLflow on {stack.mlflow_url} ...")
     stack.start()
-    results = run_pipeline(stack, days)
+    results = run_pipeline(stack, days, hyperparameters=FIRST)
     print_summary(stack, results)
     print(f"Done in {time.monotonic() - started:.0f} s.")
     failed = [r for runs in results.values() for r in runs if r["state"] != "success"]

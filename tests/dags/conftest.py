@@ -28,3 +28,22 @@ def run_dag(dag, **conf):
     """dag.test() with a run conf; return the run and its task states."""
     run = dag.test(run_conf=conf)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def features_then_training(pipeline_env, mlflow_server, *, start, days: int, rows: int, hyperparameters: dict):
+    """Generate ``days`` days, run feature_pipeline for each, then training_pipeline on the last one."""
+    import datetime as dt
+
+    from feature_pipeline import dag as features
+    from mlops_provider.example_data.generator import GeneratorConfig, generate
+    from training_pipeline import dag as training
+
+    pipeline_env["monkeypatch"].setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server.tracking_uri})
+    )
+    generate(GeneratorConfig(rows_per_day=rows), pipeline_env["landing"], start, days)
+    for i in range(days):
+        run, states = run_dag(features, day=(start + dt.timedelta(days=i)).isoformat())
+        assert run.state == "success", states
+    last = (start + dt.timedelta(days=days - 1)).isoformat()
+    return run_dag(training, day=last, hyperparameters=hyperparameters)

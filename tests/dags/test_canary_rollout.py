@@ -12,9 +12,8 @@ import json
 
 import pytest
 
-from mlops_provider.example_data.generator import GeneratorConfig, generate
 from mlops_provider.scoring import read_log
-from tests.dags.conftest import run_dag
+from tests.dags.conftest import features_then_training, run_dag
 from tests.mlflow_helpers import log_model
 
 pytestmark = pytest.mark.xdist_group("canary_rollout")
@@ -31,17 +30,9 @@ def stack(pipeline_env, mlflow_server):
     """Four days of features, one training run (v1 = challenger), and the MLflow client."""
     from mlflow import MlflowClient
 
-    from feature_pipeline import dag as features
-    from training_pipeline import dag as training
 
-    mp = pipeline_env["monkeypatch"]
-    mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server.tracking_uri}))
-    generate(GeneratorConfig(rows_per_day=ROWS), pipeline_env["landing"], START, DAYS)
-    for i in range(DAYS):
-        run, states = run_dag(features, day=(START + dt.timedelta(days=i)).isoformat())
-        assert run.state == "success", states
-    run, states = run_dag(training, day=(START + dt.timedelta(days=DAYS - 1)).isoformat(),
-                          hyperparameters={"epochs": 6, "hidden": [32], "lr": 0.01})  # fmt: skip
+    run, states = features_then_training(pipeline_env, mlflow_server, start=START, days=DAYS, rows=ROWS,
+                                         hyperparameters={"epochs": 6, "hidden": [32], "lr": 0.01})  # fmt: skip
     assert run.state == "success" and states["challenger_set"] == "success", states
     return {"client": MlflowClient(mlflow_server.tracking_uri), "server": mlflow_server, **pipeline_env}
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
-from mlops_provider.example_data.generator import GeneratorConfig, generate
-from tests.dags.conftest import run_dag
+from tests.dags.conftest import features_then_training, run_dag
 
 pytestmark = pytest.mark.xdist_group("training_pipeline")
 
@@ -20,17 +18,9 @@ HYPERPARAMETERS = {"epochs": 8, "hidden": [32], "lr": 0.01}
 
 @pytest.fixture(scope="module")
 def trained(pipeline_env, mlflow_server):
-    from feature_pipeline import dag as features
-    from training_pipeline import dag as training
-
-    mp = pipeline_env["monkeypatch"]
-    mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server.tracking_uri}))
-    generate(GeneratorConfig(rows_per_day=ROWS), pipeline_env["landing"], START, DAYS)
-    for i in range(DAYS):
-        run, states = run_dag(features, day=(START + dt.timedelta(days=i)).isoformat())
-        assert run.state == "success", states
-    run, states = run_dag(training, day=(START + dt.timedelta(days=DAYS - 1)).isoformat(),
-                          hyperparameters=HYPERPARAMETERS)
+    run, states = features_then_training(
+        pipeline_env, mlflow_server, start=START, days=DAYS, rows=ROWS, hyperparameters=HYPERPARAMETERS
+    )
     return run, states, mlflow_server
 
 
