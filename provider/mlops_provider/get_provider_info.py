@@ -52,6 +52,11 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ml", "kubernetes"],
             },
             {
+                "integration-name": "Drift detection",
+                "external-doc-url": f"{_DOCS}/drift.md",
+                "tags": ["ml"],
+            },
+            {
                 "integration-name": "KServe",
                 "external-doc-url": "https://kserve.github.io/website/",
                 "tags": ["ml"],
@@ -73,6 +78,8 @@ def get_provider_info() -> dict[str, Any]:
                     "mlops_provider.operators.kubernetes",
                 ],
             },
+            {"integration-name": "Canary deployment", "python-modules": ["mlops_provider.operators.canary"]},
+            {"integration-name": "Drift detection", "python-modules": ["mlops_provider.operators.drift"]},
         ],
         "sensors": [
             {"integration-name": "Feast", "python-modules": ["mlops_provider.sensors.feast"]},

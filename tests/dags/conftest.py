@@ -17,11 +17,27 @@ def pipeline_env(tmp_path_factory, airflow_db):
     repo = root / "feature_repo"
     shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__", ".locks"))
     mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW_CONN_FEAST_DEFAULT", json.dumps({"conn_type": "feast", "extra": {"repo_path": str(repo)}}))
+    mp.setenv(
+        "AIRFLOW_CONN_FEAST_DEFAULT", json.dumps({"conn_type": "feast", "extra": {"repo_path": str(repo)}})
+    )
     mp.setenv("AIRFLOW_VAR_MLOPS_DATA_ROOT", str(root / "data"))
     mp.delenv("MLOPS_OFFLINE_ROOT", raising=False)
     yield {"root": root / "data", "repo": repo, "landing": root / "data" / "landing", "monkeypatch": mp}
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def dag_mlflow(tmp_path_factory):
+    """A private mlflow server per module: the shipped DAGs share one model name, and a module must not
+    see the versions and aliases another module on the same xdist worker registered."""
+    from tests.mlflow_server import MLflowServer
+
+    server = MLflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def run_dag(dag, **conf):
@@ -30,7 +46,9 @@ def run_dag(dag, **conf):
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
-def features_then_training(pipeline_env, mlflow_server, *, start, days: int, rows: int, hyperparameters: dict):
+def features_then_training(
+    pipeline_env, mlflow_server, *, start, days: int, rows: int, hyperparameters: dict
+):
     """Generate ``days`` days, run feature_pipeline for each, then training_pipeline on the last one."""
     import datetime as dt
 

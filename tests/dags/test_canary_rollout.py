@@ -2,7 +2,8 @@
 
 A good challenger walks every step and is promoted; a bad one (a constant model) is rolled back at
 the first step and the champion never moves; a rollout cut off after its first analysis resumes
-without stepping twice.
+without stepping twice; batch scoring then follows the champion. One test function: the scenarios
+build on each other's registry state, in order.
 """
 
 from __future__ import annotations
@@ -26,15 +27,14 @@ FAST = {"interval_seconds": 0.2, "checks_per_step": 2, "failure_threshold": 1}
 
 
 @pytest.fixture(scope="module")
-def stack(pipeline_env, mlflow_server):
+def stack(pipeline_env, dag_mlflow):
     """Four days of features, one training run (v1 = challenger), and the MLflow client."""
     from mlflow import MlflowClient
 
-
-    run, states = features_then_training(pipeline_env, mlflow_server, start=START, days=DAYS, rows=ROWS,
+    run, states = features_then_training(pipeline_env, dag_mlflow, start=START, days=DAYS, rows=ROWS,
                                          hyperparameters={"epochs": 6, "hidden": [32], "lr": 0.01})  # fmt: skip
     assert run.state == "success" and states["challenger_set"] == "success", states
-    return {"client": MlflowClient(mlflow_server.tracking_uri), "server": mlflow_server, **pipeline_env}
+    return {"client": MlflowClient(dag_mlflow.tracking_uri), "server": dag_mlflow, **pipeline_env}
 
 
 def _canary_dag():
@@ -97,7 +97,10 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     assert _aliases(client)["champion"] == good and "canary" not in _aliases(client)
     tags = client.get_model_version(MODEL, bad).tags
     assert tags["mlops.canary.status"] == "rolled_back"
-    assert "step 1 analysis fail" in tags["mlops.canary.reason"] and "prediction_psi" in tags["mlops.canary.reason"]
+    assert (
+        "step 1 analysis fail" in tags["mlops.canary.reason"]
+        and "prediction_psi" in tags["mlops.canary.reason"]
+    )
     assert _history(client, bad) == ["start", "step_up", "analysis_failed", "rollback"]
 
     # 4. Cut off after step 1's analysis (scheduler killed), then run again: no step is taken twice.
@@ -110,16 +113,14 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     assert _history(client, resumed) == ["start", *["step_up", "hold_passed"] * 4, "promote"]
     assert _aliases(client)["champion"] == resumed and _aliases(client)["previous"] == good
 
-
-def test_batch_scoring_honours_the_split_and_reruns_write_no_duplicates(stack) -> None:
-    from batch_scoring import dag
+    # 5. Batch scoring honours the split (now champion only) and a re-run writes no duplicate rows.
+    from batch_scoring import dag as scoring
 
     day = (START + dt.timedelta(days=DAYS - 1)).isoformat()
     for _ in range(2):
-        run, states = run_dag(dag, day=day)
+        run, states = run_dag(scoring, day=day)
         assert run.state == "success", states
     log = read_log(f"{stack['root']}/predictions/daily/{MODEL}/date={day}/predictions.parquet")
     assert len(log) == ROWS and log["customer_id"].is_unique
-    champion = _aliases(stack["client"])["champion"]
-    assert set(log["variant"]) == {"champion"} and set(log["model_version"]) == {champion}
+    assert set(log["variant"]) == {"champion"} and set(log["model_version"]) == {resumed}
     assert log["error"].isna().all() and log["probability"].between(0, 1).all()

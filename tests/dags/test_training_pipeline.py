@@ -17,11 +17,11 @@ HYPERPARAMETERS = {"epochs": 8, "hidden": [32], "lr": 0.01}
 
 
 @pytest.fixture(scope="module")
-def trained(pipeline_env, mlflow_server):
+def trained(pipeline_env, dag_mlflow):
     run, states = features_then_training(
-        pipeline_env, mlflow_server, start=START, days=DAYS, rows=ROWS, hyperparameters=HYPERPARAMETERS
+        pipeline_env, dag_mlflow, start=START, days=DAYS, rows=ROWS, hyperparameters=HYPERPARAMETERS
     )
-    return run, states, mlflow_server
+    return run, states, dag_mlflow
 
 
 def test_training_runs_end_to_end_on_the_local_backend(trained):
@@ -68,7 +68,9 @@ def test_rerun_with_unchanged_data_reuses_the_version_and_trains_nothing(trained
 
     import mlflow
 
-    versions = mlflow.MlflowClient(tracking_uri=server.tracking_uri).search_model_versions("name='churn_classifier'")
+    versions = mlflow.MlflowClient(tracking_uri=server.tracking_uri).search_model_versions(
+        "name='churn_classifier'"
+    )
     assert len(versions) == 1
 
 

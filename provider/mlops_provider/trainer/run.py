@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,6 +15,8 @@ from mlops_provider.trainer import serving, train
 from mlops_provider.trainer.data import TrainingSet
 
 log = logging.getLogger("mlops_provider.trainer")
+# Enough rows for stable drift tests (PSI bins, KS, chi-squared) while the artifact stays a few MB.
+REFERENCE_SAMPLE_ROWS = 10_000
 
 
 def to_tensors(frame: Any, spec: dict[str, Any], label: str, device: torch.device) -> train.Tensors:
@@ -71,9 +75,24 @@ def train_and_log(
         mlflow.log_metrics(metrics)
         stats = model_lib.feature_stats(data.train, data.categorical, data.numeric, data.label)
         mlflow.log_dict(stats, "reference/feature_stats.json")
+        log_reference_sample(data)
         example = model_lib.input_example(data.train, data.features)
         info = model_lib.log_model(network, spec, example)
         log.info(
             "logged model %s (best epoch %d, val_auc=%.4f)", info.model_uri, best_epoch, metrics["val_auc"]
         )
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "metrics": metrics}
+
+
+def log_reference_sample(data: TrainingSet) -> None:
+    """Log a seeded sample of the training split's features as ``reference/sample.parquet``.
+
+    Drift detection compares raw values (KS and PSI need them, summary quantiles are not enough); the
+    fixed seed makes a retrain on the same data log the same sample.
+    """
+    features = data.train[data.features]
+    sample = features.sample(n=min(len(features), REFERENCE_SAMPLE_ROWS), random_state=0)
+    with tempfile.TemporaryDirectory(prefix="mlops-reference-") as workdir:
+        path = Path(workdir) / "sample.parquet"
+        sample.reset_index(drop=True).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), "reference")

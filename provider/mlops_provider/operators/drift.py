@@ -1,0 +1,332 @@
+"""Detect feature drift of the latest partition against the reference sample of a registered model.
+
+The trainer logs ``reference/sample.parquet`` (a seeded sample of the training split) in the model's
+run; the operator compares the latest feature partition with it (see :mod:`mlops_provider.drift`)
+and records one MLflow run per (model version, data, thresholds), so re-runs reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from mlops_provider.drift import check_thresholds
+from mlops_provider.exceptions import ConfigurationError, DataNotFound
+from mlops_provider.hooks.mlflow import MLflowHook, _quote
+from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
+from mlops_provider.operators.mlflow import _MAX_TAG, _fingerprint
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+    from mlflow import MlflowClient
+
+REFERENCE_DIR = "reference"
+REFERENCE_SAMPLE = f"{REFERENCE_DIR}/sample.parquet"
+REPORT_JSON, REPORT_HTML = "drift_report.json", "drift_report.html"
+KEY_TAG = "mlops.drift.key"
+
+
+class DriftDetectOperator(BaseOperator):
+    """Compare the latest feature partition with the reference sample of the model behind ``alias``.
+
+    Numeric features are tested with PSI and Kolmogorov-Smirnov, categorical ones with the
+    Jensen-Shannon distance and chi-squared; a feature drifts when both its effect size and its test
+    pass their thresholds, the dataset when the share of drifted features reaches ``drift_share``
+    (see :func:`mlops_provider.drift.detect`). Each detection is an MLflow run in ``experiment`` with
+    the metrics, ``drift_report.json``, ``drift_report.html`` and the tag
+    ``mlops.drift.dataset_drift``; a re-run for the same model version, data and thresholds reuses it.
+
+    :param name: registered model name.
+    :param alias: alias of the model whose training data is the reference.
+    :param current_uri: parquet file or directory (local, ``file://`` or ``s3://``) of the latest
+        feature partition.
+    :param feature_columns: features to test; default every column of the reference sample.
+    :param categorical: features to test as categories even when numeric (e.g. integer codes);
+        strings are always categorical.
+    :param thresholds: per-feature overrides, ``{"feature": {"psi": 0.3, "p_value": 0.01, "js": 0.2}}``;
+        ``"*"`` overrides every feature.
+    :param drift_share: share of drifted features at which the dataset drifts.
+    :param experiment: MLflow experiment that receives one run per detection.
+    :param mlflow_conn_id: the MLflow connection.
+    :return: ``{"dataset_drift", "drift_share", "drifted_features", "model_version", "run_id",
+        "reused", "features": {name: {"psi", "p_value", "drifted"}}, "name", "version"}``; ``run_id``
+        is the drift run, ``p_value`` the KS (numeric) or chi-squared (categorical) p-value, and
+        ``name``/``version`` (the model) feed the task's MLflow links.
+    """
+
+    template_fields = (
+        "name",
+        "alias",
+        "current_uri",
+        "feature_columns",
+        "categorical",
+        "experiment",
+        "mlflow_conn_id",
+    )
+    operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink())
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        current_uri: str,
+        alias: str = "champion",
+        feature_columns: list[str] | None = None,
+        categorical: list[str] | None = None,
+        thresholds: dict[str, dict[str, float]] | None = None,
+        drift_share: float = 0.3,
+        experiment: str = "mlops-drift",
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # Keys and values are checked now, so a typo fails the DAG import, not a run; feature
+        # names can only be checked once the reference sample is known.
+        check_thresholds(thresholds)
+        if not 0 < drift_share <= 1:
+            raise ConfigurationError(f"drift_share must be in (0, 1], got {drift_share!r}.")
+        self.name = name
+        self.alias = alias
+        self.current_uri = current_uri
+        self.feature_columns = feature_columns
+        self.categorical = categorical
+        self.thresholds = thresholds
+        self.drift_share = drift_share
+        self.experiment = experiment
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider import drift
+
+        current = self._load_current()
+        with self.hook.session() as client:
+            version, run_id = self._resolve_model(client)
+            reference = self._load_reference(client, version, run_id)
+            features = self._features(reference)
+            key = self._key(version, features, current)
+            report, drift_run_id = self._reuse(client, key)
+            reused = report is not None
+            if report is None:
+                report = drift.detect(
+                    reference[features],
+                    current[features],
+                    categorical=self.categorical,
+                    thresholds=self.thresholds,
+                    drift_share=self.drift_share,
+                )
+                drift_run_id = self._record(client, version, run_id, key, report)
+        for feature in report["drifted_features"]:
+            self.log.warning(drift.describe(feature, report["features"][feature]))
+        self.log.info(
+            "%s: %d of %d feature(s) of %r drifted against version %s (share %.2f, threshold %.2f)%s.",
+            "Dataset DRIFT" if report["dataset_drift"] else "No dataset drift",
+            len(report["drifted_features"]),
+            report["features_tested"],
+            self.current_uri,
+            version,
+            report["drift_share"],
+            report["drift_share_threshold"],
+            f"; reused run {drift_run_id}" if reused else "",
+        )
+        return {
+            "dataset_drift": report["dataset_drift"],
+            "drift_share": report["drift_share"],
+            "drifted_features": report["drifted_features"],
+            "name": self.name,
+            "model_version": version,
+            # The model-version link reads ``version``.
+            "version": version,
+            "run_id": drift_run_id,
+            "reused": reused,
+            "features": {
+                f: {"psi": r["psi"], "p_value": drift.p_value(r), "drifted": r["drifted"]}
+                for f, r in report["features"].items()
+            },
+        }
+
+    def _load_current(self) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(self.current_uri.removeprefix("file://")).to_pandas()
+        except (FileNotFoundError, OSError) as err:
+            raise DataNotFound(
+                f"Current feature partition {self.current_uri!r} could not be read ({err}); check that "
+                "the feature pipeline published it."
+            ) from err
+
+    def _resolve_model(self, client: MlflowClient) -> tuple[str, str]:
+        """Return (version, run id) of the model behind the alias."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = client.get_model_version_by_alias(self.name, self.alias)
+        except MlflowException as err:
+            if getattr(err, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            raise DataNotFound(
+                f"Model {self.name!r} has no {self.alias!r} alias, so there is no reference to test drift "
+                "against; register and promote a model first."
+            ) from None
+        if not mv.run_id:
+            raise DataNotFound(
+                f"Version {mv.version} of {self.name!r} ({self.alias}) has no MLflow run, so it has no "
+                f"{REFERENCE_SAMPLE}; register a model trained by the provider's trainer."
+            )
+        return str(mv.version), mv.run_id
+
+    def _load_reference(self, client: MlflowClient, version: str, run_id: str) -> pd.DataFrame:
+        import tempfile
+
+        import mlflow
+        import pyarrow.parquet as pq
+
+        logged = {a.path for a in client.list_artifacts(run_id, REFERENCE_DIR)}
+        if REFERENCE_SAMPLE not in logged:
+            raise DataNotFound(
+                f"Version {version} of {self.name!r} ({self.alias}, run {run_id}) has no {REFERENCE_SAMPLE}: "
+                "it was trained before the trainer logged reference samples. Retrain it with the current "
+                "trainer to get a drift reference."
+            )
+        with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=REFERENCE_SAMPLE,
+                dst_path=tmp,
+                tracking_uri=self.hook.tracking_uri,
+            )
+            return pq.read_table(path).to_pandas()
+
+    def _features(self, reference: pd.DataFrame) -> list[str]:
+        if not self.feature_columns:
+            return [str(c) for c in reference.columns]
+        missing = [c for c in self.feature_columns if c not in reference.columns]
+        if missing:
+            raise ConfigurationError(
+                f"Feature(s) {missing} are not in the reference sample of {self.name!r} ({self.alias}); "
+                f"it has {sorted(map(str, reference.columns))}."
+            )
+        return list(self.feature_columns)
+
+    def _key(self, version: str, features: list[str], current: pd.DataFrame) -> str:
+        missing = [c for c in features if c not in current.columns]
+        if missing:  # checked here too, as the fingerprint below needs the columns
+            raise ConfigurationError(
+                f"Feature(s) {missing} are missing from the current partition {self.current_uri!r}; "
+                f"it has {sorted(map(str, current.columns))}."
+            )
+        spec = [
+            self.name,
+            version,
+            _fingerprint(current[features]),
+            features,
+            self.categorical,
+            self.thresholds,
+            self.drift_share,
+        ]
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _reuse(self, client: MlflowClient, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """Return the report and run of an earlier detection with the same key, else (None, None)."""
+        import tempfile
+        from pathlib import Path
+
+        import mlflow
+
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return None, None
+        # The key tag is set last, so a run that carries it logged its report completely.
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{KEY_TAG}` = '{_quote(key)}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
+        )
+        if not runs:
+            return None, None
+        run_id = runs[0].info.run_id
+        with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=REPORT_JSON, dst_path=tmp, tracking_uri=self.hook.tracking_uri
+            )
+            report = json.loads(Path(path).read_text())
+        self.log.info("Reusing drift run %s: same model version, data and thresholds.", run_id)
+        return report, run_id
+
+    def _record(
+        self, client: MlflowClient, version: str, model_run_id: str, key: str, report: dict[str, Any]
+    ) -> str:
+        import time
+
+        from mlflow.entities import Metric, Param
+
+        from mlops_provider.drift import render_html
+
+        experiment_id = _experiment_id(client, self.experiment)
+        run = client.create_run(experiment_id, run_name=f"drift-{self.name}-v{version}")
+        run_id = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            metrics = {
+                "drift_share": report["drift_share"],
+                "dataset_drift": float(report["dataset_drift"]),
+                "drifted_features": float(len(report["drifted_features"])),
+            }
+            for feature, r in report["features"].items():
+                if r["psi"] is not None:
+                    metrics[f"psi_{feature}"] = r["psi"]
+            params = {
+                "model_name": self.name,
+                "model_alias": self.alias,
+                "model_version": version,
+                "model_run_id": model_run_id,
+                "current_uri": self.current_uri[:_MAX_TAG],
+                "current_rows": str(report["current_rows"]),
+                "drift_share_threshold": str(report["drift_share_threshold"]),
+            }
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, v) for k, v in params.items()],
+            )
+            client.log_text(run_id, json.dumps(report, indent=2, sort_keys=True), REPORT_JSON)
+            title = f"Feature drift of {self.name} v{version} ({self.alias}): {self.current_uri}"
+            client.log_text(run_id, render_html(report, title=title), REPORT_HTML)
+            tags = {
+                "mlops.drift.dataset_drift": str(report["dataset_drift"]).lower(),
+                "mlops.drift.drifted_features": ",".join(report["drifted_features"])[:_MAX_TAG],
+                "mlops.drift.model": self.name,
+                "mlops.drift.model_version": version,
+                KEY_TAG: key,
+            }
+            for tag, value in tags.items():  # the key last: it marks the run as complete
+                client.set_tag(run_id, tag, value)
+            client.set_terminated(run_id)
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        return run_id
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as err:  # a parallel task created it first
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+        return client.get_experiment_by_name(name).experiment_id
