@@ -1,7 +1,8 @@
 """Run the reference trainer in a Kubernetes GPU pod.
 
-This module imports airflow.providers.cncf.kubernetes and kubernetes at top level on purpose (ruff
-TID253 is waived for it): DAG files never import it; TrainModelOperator imports it inside execute().
+GPUTrainingOperator subclasses KubernetesPodOperator, so the cncf provider is imported at top level;
+the kubernetes client models are imported where pods are built. DAG files never import this module:
+TrainModelOperator loads it inside execute().
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from kubernetes.client import models as k8s
+
+# A subclass needs its base class at import; the kubernetes client itself loads only when pods are built.
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: TID253
 
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.operators.training import mlflow_connection, tracking_uri, trainer_command
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from kubernetes.client import models as k8s
 
 DEFAULT_IMAGE = "ghcr.io/airflow-provider-mlops/trainer:0.1.0"
 # Secret key -> environment variable the MLflow client reads.
@@ -31,6 +34,8 @@ RUN_AS_USER = 1000  # the trainer image's non-root user
 
 def restricted_security_context() -> k8s.V1SecurityContext:
     """Container context meeting the "restricted" Pod Security Standard, with a read-only root."""
+    from kubernetes.client import models as k8s
+
     return k8s.V1SecurityContext(
         allow_privilege_escalation=False,
         capabilities=k8s.V1Capabilities(drop=["ALL"]),
@@ -111,6 +116,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
+        from kubernetes.client import models as k8s
+
         if gpus < 0:
             raise ConfigurationError(f"gpus must be >= 0, got {gpus}")
         if tolerations is None and gpus > 0:
@@ -174,6 +181,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def _trainer_env(self) -> list[k8s.V1EnvVar]:
+        from kubernetes.client import models as k8s
+
         env = [
             k8s.V1EnvVar(
                 name="MLFLOW_TRACKING_URI", value=self.tracking_uri or self._connection_tracking_uri()
@@ -203,6 +212,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
 
 
 def _as_env_list(env_vars: Any) -> list[k8s.V1EnvVar]:
+    from kubernetes.client import models as k8s
+
     if not env_vars:
         return []
     if isinstance(env_vars, dict):
