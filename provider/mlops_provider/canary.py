@@ -280,14 +280,9 @@ class CanaryController:
 
     # -- reading state ------------------------------------------------------------------------------
     def alias(self, alias: str) -> str | None:
-        from mlflow.exceptions import MlflowException
+        from mlops_provider.hooks.mlflow import alias_version
 
-        try:
-            return str(self.client.get_model_version_by_alias(self.name, alias).version)
-        except MlflowException as err:
-            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                return None
-            raise
+        return alias_version(self.client, self.name, alias)
 
     def state(self, version: str | int) -> dict[str, Any]:
         """The rollout state of ``version``: status, step, weight, verdicts, history, reason."""

@@ -249,6 +249,18 @@ class MLflowHook(BaseHook):
         return max(ready, key=lambda v: int(v.version)) if ready else None
 
 
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version number ``alias`` of model ``name`` points at, or None when the alias (or model) is absent."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
 def _quote(value: str) -> str:
     """Escape a value for an MLflow search filter string."""
     return str(value).replace("\\", "\\\\").replace("'", "\\'")

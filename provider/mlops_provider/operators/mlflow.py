@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, SkipMixin
 
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
-from mlops_provider.hooks.mlflow import TAG_PREFIX, MLflowHook, _quote
+from mlops_provider.hooks.mlflow import TAG_PREFIX, MLflowHook, _quote, alias_version
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class MLflowSetAliasOperator(_MLflowOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         version = str(self.version)
         with self.hook.session() as client:
-            previous = _alias_version(client, self.name, self.alias)
+            previous = alias_version(client, self.name, self.alias)
             if previous != version:
                 client.set_registered_model_alias(self.name, self.alias, version)
         self.log.info("Alias %r of %r: %s -> %s.", self.alias, self.name, previous, version)
@@ -255,7 +255,7 @@ class MLflowDeleteAliasOperator(_MLflowOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with self.hook.session() as client:
-            previous = _alias_version(client, self.name, self.alias)
+            previous = alias_version(client, self.name, self.alias)
             if previous is not None:
                 client.delete_registered_model_alias(self.name, self.alias)
         self.log.info("Alias %r of %r removed (was %s).", self.alias, self.name, previous)
@@ -265,17 +265,6 @@ class MLflowDeleteAliasOperator(_MLflowOperator):
             "previous_version": previous,
             "changed": previous is not None,
         }
-
-
-def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as err:
-        if _is_missing(err):
-            return None
-        raise
 
 
 class MLflowFindModelVersionOperator(_MLflowOperator):
@@ -436,7 +425,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         fingerprint = _fingerprint(data)
         with self.hook.session() as client:
             candidate = client.get_model_version(self.name, version)
-            champion = _alias_version(client, self.name, self.champion_alias)
+            champion = alias_version(client, self.name, self.champion_alias)
             if champion == version:
                 self.log.info(
                     "Version %s of %r is already the %s; nothing to gate.",
