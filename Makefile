@@ -14,6 +14,7 @@ help:
 	@echo "make demo   set up .venv and run the ML pipeline under a real Airflow scheduler (see README)"
 	@echo "make test   set up .venv and run every test (unit, dag.test(), real servers)"
 	@echo "make bench  run the benchmarks and rewrite docs/benchmarks.md"
+	@echo "make docs   build the docs site into site/ (mkdocs build --strict)"
 	@echo "make down   stop what 'make demo' started"
 
 $(STAMP): pyproject.toml
@@ -30,19 +31,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages that integration-test fixtures start on loopback: PostgreSQL (MLflow's store),
-# Prometheus and its Pushgateway (the KServe canary analysis).
+# Prometheus and its Pushgateway (the KServe canary analysis); chromium drives the UI plugin's browser test.
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@command -v prometheus >/dev/null && command -v prometheus-pushgateway >/dev/null || { \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends prometheus prometheus-pushgateway >/dev/null; }
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium >/dev/null; }
 
 lint: install
-	$(BIN)/ruff check $(wildcard provider dags plugins tests feature_repo)
+	$(BIN)/ruff check $(wildcard provider dags plugins tests feature_repo docs/examples)
 	$(BIN)/lint-imports
 
-test: install system-deps lint
+test: install system-deps lint docs
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 demo: install
@@ -54,5 +58,10 @@ down:
 bench: install
 	$(BIN)/python -m tests.bench
 
+# The docs site in site/; --strict turns every warning (a broken link, a missing snippet) into an error.
+# NO_MKDOCS_2_WARNING silences the theme's end-of-life notice (printed on every build), not our warnings.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean: down
-	rm -rf .demo data .pytest_cache .ruff_cache
+	rm -rf .demo data site .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@
 Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset, for the newest
 day it announced, or on demand. It starts paused: unpause it once a `champion` exists.
 
+0. **validate_conf**: refuses a run whose conf has an unknown key;
 1. **features**: the day's customers with their point-in-time features from the `churn_model_v1`
    feature service (Feast historical retrieval);
 2. **score**: every customer is scored by the `champion` of `churn_classifier`; while a canary rollout
@@ -25,6 +26,7 @@ from airflow.sdk import DAG, Param
 from mlops_provider.assets import feature_view_asset
 from mlops_provider.operators.canary import BatchScoreOperator
 from mlops_provider.operators.feast import FeastHistoricalFeaturesOperator
+from mlops_provider.operators.run_conf import ValidateRunConfOperator
 from mlops_provider.partitions import PARTITION_MACROS
 
 MODEL_NAME = "churn_classifier"
@@ -59,6 +61,7 @@ with DAG(
     tags=["mlops", "scoring", "canary", "feast", "mlflow"],
     doc_md=__doc__,
 ) as dag:
+    validate_conf = ValidateRunConfOperator(task_id="validate_conf")
     features = FeastHistoricalFeaturesOperator(
         task_id="features",
         feature_service=FEATURE_SERVICE,
@@ -67,10 +70,12 @@ with DAG(
         output_uri=f"{DATA_ROOT}/scoring_sets/{FEATURE_SERVICE}/date={DAY}/features.parquet",
         outlets=[],
     )
+    # --8<-- [start:batch_score]
     score = BatchScoreOperator(
         task_id="score",
         name=MODEL_NAME,
         features_uri="{{ ti.xcom_pull(task_ids='features')['uri'] }}",
         output_uri=f"{DATA_ROOT}/predictions/daily/{MODEL_NAME}/date={DAY}/predictions.parquet",
     )
-    features >> score
+    # --8<-- [end:batch_score]
+    validate_conf >> features >> score

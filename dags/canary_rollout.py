@@ -19,6 +19,8 @@ data make the step inconclusive, which rolls back too. After the last step the c
 `model_churn_classifier_champion` and `_previous` Assets are updated; `start` updates `_canary`). A **rollback** removes the canary and tags the
 version with why; the champion never moves. The very first model (no champion yet) is promoted at once.
 
+A first task, **validate_conf**, refuses a run whose conf has an unknown key.
+
 Everything is kept in MLflow (aliases and `mlops.canary.*` tags on the version), so clearing a task
 or restarting the scheduler resumes the rollout where it was, with no step taken twice. A task that
 errors leaves the rollout holding at its current step; re-run it.
@@ -37,8 +39,10 @@ from airflow.sdk import DAG, Param, TriggerRule, task
 
 from mlops_provider.assets import model_alias_asset
 from mlops_provider.operators.canary import CanaryDeployOperator, PromoteModelOperator, RollbackModelOperator
+from mlops_provider.operators.run_conf import ValidateRunConfOperator
 from mlops_provider.sensors.canary import CanaryAnalysisSensor
 
+# --8<-- [start:constants]
 MODEL_NAME = "churn_classifier"
 STEPS = [5, 25, 50, 100]
 DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
@@ -57,6 +61,7 @@ BACKEND_CONFIG = (
     " {'service': params.kserve_service, 'namespace': params.kserve_namespace}) | tojson }}"
 )
 VERSION = "{{ ti.xcom_pull(task_ids='start')['version'] }}"
+# --8<-- [end:constants]
 
 with DAG(
     dag_id="canary_rollout",
@@ -107,24 +112,35 @@ with DAG(
     tags=["mlops", "canary", "mlflow", "kserve"],
     doc_md=__doc__,
 ) as dag:
+    # --8<-- [start:common]
     common = {"name": MODEL_NAME, "backend": "{{ params.backend }}", "backend_config": BACKEND_CONFIG,
               "strategy": STRATEGY}  # fmt: skip
+    # --8<-- [end:common]
+    validate_conf = ValidateRunConfOperator(task_id="validate_conf")
+    # --8<-- [start:start]
     start = CanaryDeployOperator(
         task_id="start",
         version="{{ params.version }}",
         outlets=[model_alias_asset(MODEL_NAME, "canary")],
         **common,
     )
+    # --8<-- [end:start]
+    # --8<-- [start:promote]
     promote = PromoteModelOperator(
         task_id="promote",
         version=VERSION,
         outlets=[model_alias_asset(MODEL_NAME, "champion"), model_alias_asset(MODEL_NAME, "previous")],
         **common,
     )
+    # --8<-- [end:promote]
+    # --8<-- [start:rollback]
     rollback = RollbackModelOperator(
         task_id="rollback", version=VERSION, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **common
     )
+    # --8<-- [end:rollback]
 
+    validate_conf >> start
+    # --8<-- [start:steps]
     previous = start
     for i, weight in enumerate(STEPS):
         deploy = CanaryDeployOperator(
@@ -149,3 +165,4 @@ with DAG(
         decision >> rollback
         previous = decision
     previous >> promote
+    # --8<-- [end:steps]

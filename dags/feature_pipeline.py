@@ -3,6 +3,8 @@
 
 Runs daily. For the run's data interval (one day) it:
 
+0. **validate_conf**: refuses a run whose conf has an unknown key (a typo would otherwise run the
+   default day); wrong types are refused by Airflow when the run is triggered;
 1. **apply**: registers the Feast definitions of `feature_repo/` (idempotent);
 2. **extract**: copies `{landing_path}/customer_activity/date=YYYY-MM-DD/part-00000.parquet` to staging;
    a missing partition fails here with a message naming the path;
@@ -39,8 +41,10 @@ from mlops_provider.operators.feast import (
 )
 from mlops_provider.operators.gx import GXValidateOperator
 from mlops_provider.operators.landing import ExtractPartitionOperator
+from mlops_provider.operators.run_conf import ValidateRunConfOperator
 from mlops_provider.partitions import PARTITION_MACROS
 
+# --8<-- [start:constants]
 FEATURE_VIEW = "customer_activity"
 FEATURES_UPDATED = feature_view_asset("churn", FEATURE_VIEW)
 SUITE = str(Path(__file__).parent / "expectations" / f"{FEATURE_VIEW}.json")
@@ -51,6 +55,7 @@ DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
 LANDING = "{{ params.landing_path or (var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/landing') }}"
 DAY = "{{ partition_day() }}"
 STAGED = "{{ ti.xcom_pull(task_ids='extract')['uri'] }}"
+# --8<-- [end:constants]
 
 with DAG(
     dag_id="feature_pipeline",
@@ -92,14 +97,22 @@ with DAG(
     tags=["mlops", "features", "feast", "great-expectations"],
     doc_md=__doc__,
 ) as dag:
+    # --8<-- [start:validate_conf]
+    validate_conf = ValidateRunConfOperator(task_id="validate_conf")
+    # --8<-- [end:validate_conf]
+    # --8<-- [start:feast_apply]
     apply = FeastApplyOperator(task_id="apply")
+    # --8<-- [end:feast_apply]
 
+    # --8<-- [start:extract]
     extract = ExtractPartitionOperator(
         task_id="extract",
         source_uri=f"{LANDING}/{FEATURE_VIEW}/date={DAY}/part-00000.parquet",
         destination_uri=f"{DATA_ROOT}/staging/{FEATURE_VIEW}/date={DAY}/part-00000.parquet",
     )
+    # --8<-- [end:extract]
 
+    # --8<-- [start:gx_validate]
     validate = GXValidateOperator(
         task_id="validate",
         suite_path=SUITE,
@@ -115,14 +128,18 @@ with DAG(
         data_docs_dir=f"{DATA_ROOT}/data_docs",
         batch_id=DAY,
     )
+    # --8<-- [end:gx_validate]
 
+    # --8<-- [start:feast_publish]
     publish = FeastPublishPartitionOperator(
         task_id="publish",
         feature_view=FEATURE_VIEW,
         source_uri=STAGED,
         partition=DAY,
     )
+    # --8<-- [end:feast_publish]
 
+    # --8<-- [start:feast_materialize]
     materialize = FeastMaterializeOperator(
         task_id="materialize",
         feature_views=[FEATURE_VIEW],
@@ -130,6 +147,8 @@ with DAG(
         end="{{ partition_end() }}",
         outlets=[FEATURES_UPDATED],
     )
+    # --8<-- [end:feast_materialize]
 
+    validate_conf >> [apply, extract]
     extract >> validate >> publish >> materialize
     apply >> publish  # publishing finds the view's source in the registry

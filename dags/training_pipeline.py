@@ -1,9 +1,12 @@
 """
 ### Training pipeline: training set → train (local or Kubernetes GPU) → register → gate
 
-Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset (for the newest day
-that materialization announced), or on demand. It starts paused: unpause it once the features have a
-few days of history.
+Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset **or** the drift
+monitor updates the `drift_churn_classifier` Asset (an Airflow 3 Asset expression; for the newest day
+either announced), or on demand. It starts paused: unpause it once the features have a few days of
+history.
+
+0. **validate_conf**: refuses a run whose conf has an unknown key;
 
 1. **training_set**: joins every churn label that has landed with the features of the snapshot each
    label refers to (Feast historical retrieval, point-in-time correct) and writes one parquet file per
@@ -38,17 +41,19 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from mlops_provider.assets import feature_view_asset, model_alias_asset, training_set_asset
+from mlops_provider.assets import drift_asset, feature_view_asset, model_alias_asset, training_set_asset
 from mlops_provider.operators.feast import FeastHistoricalFeaturesOperator
 from mlops_provider.operators.mlflow import (
     MLflowEvaluateGateOperator,
     MLflowFindModelVersionOperator,
     MLflowRegisterModelOperator,
 )
+from mlops_provider.operators.run_conf import ValidateRunConfOperator
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.partitions import PARTITION_MACROS
 from mlops_provider.sensors.mlflow import MLflowModelVersionSensor
 
+# --8<-- [start:constants]
 FEATURE_SERVICE = "churn_model_v1"
 MODEL_NAME = "churn_classifier"
 TRAINING_SET = "{{ ti.xcom_pull(task_ids='training_set') }}"
@@ -63,11 +68,13 @@ MODEL_RUN_ID = "{{ (ti.xcom_pull(task_ids='train') or {}).get('run_id') or ti.xc
 DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
 LANDING = "{{ params.landing_path or (var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/landing') }}"
 BACKEND = "{{ params.training_backend or var.value.get('mlops_training_backend', 'local') }}"
+# --8<-- [end:constants]
 
 with DAG(
     dag_id="training_pipeline",
     description="Build a point-in-time training set from Feast and train the churn model.",
-    schedule=[feature_view_asset("churn", "customer_activity")],
+    # Airflow 3 Asset expression: new features, or drift found against the champion's training data.
+    schedule=feature_view_asset("churn", "customer_activity") | drift_asset(MODEL_NAME),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -103,6 +110,9 @@ with DAG(
     tags=["mlops", "training", "feast", "mlflow", "kubernetes"],
     doc_md=__doc__,
 ) as dag:
+    validate_conf = ValidateRunConfOperator(task_id="validate_conf")
+
+    # --8<-- [start:training_set]
     training_set = FeastHistoricalFeaturesOperator(
         task_id="training_set",
         feature_service=FEATURE_SERVICE,
@@ -111,6 +121,7 @@ with DAG(
         output_uri=f"{DATA_ROOT}/training_sets/{FEATURE_SERVICE}/date={{{{ partition_day() }}}}/training_set.parquet",
         outlets=[training_set_asset(FEATURE_SERVICE)],
     )
+    # --8<-- [end:training_set]
 
     eval_set = FeastHistoricalFeaturesOperator(
         task_id="eval_set",
@@ -121,6 +132,7 @@ with DAG(
         outlets=[],
     )
 
+    # --8<-- [start:find_existing]
     find_existing = MLflowFindModelVersionOperator(
         task_id="find_existing",
         name=MODEL_NAME,
@@ -133,6 +145,8 @@ with DAG(
         """Skip training when a registered version already has this data, code and hyperparameters."""
         return "register" if existing["found"] else "train"
 
+    # --8<-- [end:find_existing]
+    # --8<-- [start:train]
     train = TrainModelOperator(
         task_id="train",
         backend=BACKEND,
@@ -144,7 +158,9 @@ with DAG(
         retry_delay=dt.timedelta(seconds=30),
         retry_exponential_backoff=True,
     )
+    # --8<-- [end:train]
 
+    # --8<-- [start:register]
     register = MLflowRegisterModelOperator(
         task_id="register",
         name=MODEL_NAME,
@@ -159,7 +175,9 @@ with DAG(
         retries=3,
         retry_delay=dt.timedelta(seconds=20),
     )
+    # --8<-- [end:register]
 
+    # --8<-- [start:wait_ready]
     wait_ready = MLflowModelVersionSensor(
         task_id="wait_ready",
         name=MODEL_NAME,
@@ -167,7 +185,9 @@ with DAG(
         poke_interval=5,
         timeout=600,
     )
+    # --8<-- [end:wait_ready]
 
+    # --8<-- [start:gate]
     gate = MLflowEvaluateGateOperator(
         task_id="gate",
         name=MODEL_NAME,
@@ -178,14 +198,26 @@ with DAG(
         thresholds=GATE_THRESHOLDS,
         experiment="churn-gate",
     )
+    # --8<-- [end:gate]
 
     @task(task_id="challenger_set", outlets=[model_alias_asset(MODEL_NAME, "challenger")])
     def challenger_set(decision: dict) -> str:
-        """Announce the new challenger (skipped when the gate fails), which starts the canary rollout."""
+        """Announce the new challenger, which starts the canary rollout.
+
+        Skipped when the gate fails, and when it only repeated an earlier decision (a re-run, or the
+        drift-triggered run that follows the features-triggered one for the same data): that
+        challenger was announced already, and one rollout is enough.
+        """
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if decision["reused"] or decision["gate_run_id"] is None:
+            raise AirflowSkipException(
+                f"Version {decision['version']} was announced before ({' '.join(decision['reasons'])})."
+            )
         return decision["version"]
 
     existing = find_existing.output
-    training_set >> [find_existing, eval_set]
+    validate_conf >> training_set >> [find_existing, eval_set]
     train_or_reuse(existing) >> [train, register]
     train >> register >> wait_ready >> gate
     challenger_set(gate.output)

@@ -24,3 +24,8 @@ def training_set_asset(feature_service: str) -> Asset:
 def model_alias_asset(model_name: str, alias: str) -> Asset:
     """A registered MLflow model's alias (``champion``, ``challenger``, ``canary``); updated when it moves."""
     return Asset(name=f"model_{model_name}_{alias}", uri=f"mlflow://models/{model_name}/aliases/{alias}")
+
+
+def drift_asset(model_name: str) -> Asset:
+    """Feature drift found against the training data of a registered model's champion."""
+    return Asset(name=f"drift_{model_name}", uri=f"mlflow://models/{model_name}/drift")

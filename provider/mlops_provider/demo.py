@@ -20,46 +20,70 @@ from typing import Any
 from mlops_provider.example_data.generator import GeneratorConfig, generate
 from mlops_provider.local_stack import LocalStack
 
-PIPELINE = ["feature_pipeline", "training_pipeline", "canary_rollout", "batch_scoring"]
+PIPELINE = ["feature_pipeline", "drift_monitor", "training_pipeline", "canary_rollout", "batch_scoring"]
 MODEL_NAME = "churn_classifier"
-# The first model, then a retraining with a wider network: a new challenger for the canary rollout.
-FIRST = {"epochs": 10, "hidden": [32], "lr": 0.01}
-RETRAIN = {"epochs": 10, "hidden": [64, 32], "lr": 0.005}
+# The first model is a quick bootstrap (3 epochs), trained on demand so the demo has a champion
+# early. Every later model comes from the scheduled cascade with the training DAG's defaults (10
+# epochs, early stopping), which beat it on the held-out day: a real challenger for the canary.
+FIRST = {"epochs": 3, "hidden": [32], "lr": 0.01}
+ACTIVE = ("queued", "running")
 
 
 def demo_days(days: int, today: dt.date | None = None) -> list[dt.date]:
-    """The last ``days`` complete days, so the run the scheduler makes on unpause finds data too."""
+    """``days - 1`` complete days of history ending yesterday, then today: the day that "lands" last.
+
+    Unpausing the feature pipeline makes the scheduler run the latest complete interval (yesterday)
+    itself, so history ends there; today's data arrives after the first model, as a script would
+    deliver it.
+    """
     today = today or dt.datetime.now(dt.UTC).date()
-    return [today - dt.timedelta(days=days - i) for i in range(days)]
+    return [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
 
 
 def generate_data(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, log=print) -> None:
+    """Write every day's partitions; the generator's drift knob is on for the last day."""
     landing = stack.data_root / "landing"
-    log(f"Generating {len(days)} days x {rows_per_day} customers into {landing} ...")
-    generate(GeneratorConfig(rows_per_day=rows_per_day), landing, days[0], len(days))
+    log(f"Generating {len(days)} days x {rows_per_day} customers into {landing} (drift from {days[-1]}) ...")
+    generate(GeneratorConfig(rows_per_day=rows_per_day, drift_from=days[-1]), landing, days[0], len(days))
 
 
-def _trigger_and_wait(stack: LocalStack, dag_id: str, conf: dict[str, Any], timeout: float = 900) -> list[dict]:
-    earlier = len(stack.api(f"dags/{dag_id}/dagRuns?limit=100")["dag_runs"])
+def _runs(stack: LocalStack, dag_id: str) -> list[dict[str, Any]]:
+    return stack.api(f"dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
+
+
+def _trigger_and_wait(
+    stack: LocalStack, dag_id: str, conf: dict[str, Any], timeout: float = 900
+) -> list[dict]:
+    earlier = len(_runs(stack, dag_id))
     stack.airflow("dags", "trigger", dag_id, "--conf", json.dumps(conf))
     return stack.wait_for_runs(dag_id, count=earlier + 1, timeout=timeout)
 
 
-def _train_and_roll_out(
-    stack: LocalStack, day: dt.date, hyperparameters: dict | None, log=print
-) -> tuple[list[dict], list[dict]]:
-    """Trigger a training run; when its gate passes, wait for the canary rollout it starts."""
-    rollouts_before = len(stack.api("dags/canary_rollout/dagRuns?limit=100")["dag_runs"])
-    conf: dict[str, Any] = {"day": day.isoformat()}
-    if hyperparameters:
-        conf["hyperparameters"] = hyperparameters
-    training = _trigger_and_wait(stack, "training_pipeline", conf)
-    gate = stack.task_state("training_pipeline", training[-1]["dag_run_id"], "challenger_set")
-    if gate != "success":
-        log("  the gate did not pass: no canary rollout")
-        return training, stack.api("dags/canary_rollout/dagRuns?limit=100")["dag_runs"]
-    log("  gate passed: the challenger Asset starts canary_rollout (5 % -> 25 % -> 50 % -> 100 %) ...")
-    return training, stack.wait_for_runs("canary_rollout", count=rollouts_before + 1, timeout=900)
+def wait_until_settled(
+    stack: LocalStack, at_least: dict[str, int], *, quiet_s: float = 30, timeout: float = 1800, log=print
+) -> dict[str, list[dict[str, Any]]]:
+    """Wait until each DAG in ``at_least`` has that many runs and no DAG of the bundle has run for
+    ``quiet_s``: Asset events start the next DAGs a scheduler loop later, so one idle look is not enough.
+    """
+    deadline = time.monotonic() + timeout
+    idle_since: float | None = None
+    shown = ""
+    while time.monotonic() < deadline:
+        runs = {dag_id: _runs(stack, dag_id) for dag_id in PIPELINE}
+        active = [d for d, rs in runs.items() for r in rs if r["state"] in ACTIVE]
+        short = [d for d, n in at_least.items() if len(runs[d]) < n]
+        status = ", ".join(sorted(set(active))) or "nothing"
+        if status != shown:
+            log(f"  running: {status}")
+            shown = status
+        if active or short:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= quiet_s:
+            return runs
+        time.sleep(3)
+    raise TimeoutError(f"The DAGs did not settle in {timeout}s; still running: {shown}")
 
 
 def run_pipeline(
@@ -67,50 +91,63 @@ def run_pipeline(
     days: list[dt.date],
     *,
     hyperparameters: dict | None = None,
-    retrain_hyperparameters: dict | None = RETRAIN,
     log=print,
 ) -> dict[str, Any]:
     """Run the shipped DAGs under the real scheduler.
 
-    Features for each day; training, gate and the canary rollout of the first model (promoted at once:
-    no champion yet); a retraining with ``retrain_hyperparameters`` whose challenger goes out as a
-    canary in steps and is promoted or rolled back; then batch scoring of the newest day.
+    1. Backfill the feature pipeline for the history (``days[:-1]``; the scheduler itself runs the
+       last of them, yesterday, on unpause), with the DAGs downstream paused.
+    2. Bootstrap: train the first model on demand; its canary rollout promotes it at once (no champion).
+    3. Today's data (``days[-1]``) lands and a script triggers the feature pipeline; the rest follows by
+       Assets alone. The drift monitor finds the generator's drift and announces it; the training
+       pipeline retrains (on new features, or on drift); the gate sets the challenger, whose canary
+       walks 5 -> 25 -> 50 -> 100 % to promotion or rollback; batch scoring scores the day.
     """
     stack.wait_for_dags(PIPELINE)
-    for dag_id in ("training_pipeline", "batch_scoring"):
+    downstream = ["drift_monitor", "training_pipeline", "canary_rollout", "batch_scoring"]
+    for dag_id in downstream:
         stack.airflow("dags", "pause", dag_id)  # until there are features and a champion
-    log(f"Backfilling feature_pipeline for {days[0]} .. {days[-1]} ...")
-    stack.airflow(
-        "backfill",
-        "create",
-        "--dag-id",
-        "feature_pipeline",
-        "--from-date",
-        days[0].isoformat(),
-        "--to-date",
-        days[-1].isoformat(),
-        "--reprocess-behavior",
-        "failed",
+    history, today = days[:-1], days[-1]
+    log(f"1. Backfilling feature_pipeline for {history[0]} .. {history[-1]} ...")
+    if len(history) > 1:
+        stack.airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            "feature_pipeline",
+            "--from-date",
+            history[0].isoformat(),
+            "--to-date",
+            history[-2].isoformat(),
+            "--reprocess-behavior",
+            "failed",
+        )
+    stack.airflow("dags", "unpause", "feature_pipeline")  # the scheduler runs yesterday's interval
+    features = stack.wait_for_runs("feature_pipeline", count=len(history), timeout=300 + 90 * len(history))
+    log(f"   feature_pipeline: {[r['state'] for r in features]}")
+
+    log(
+        "2. Training the first model: training set -> train -> register -> gate -> canary (promoted at once) ..."
     )
-    stack.airflow("dags", "unpause", "feature_pipeline")
-    features = stack.wait_for_runs("feature_pipeline", count=len(days), timeout=300 + 90 * len(days))
-    log(f"feature_pipeline: {[r['state'] for r in features]}")
-    for dag_id in ("training_pipeline", "canary_rollout"):  # from now on each new day retrains
+    for dag_id in ("training_pipeline", "canary_rollout"):
         stack.airflow("dags", "unpause", dag_id)
-    log("Training the first model: training set -> train -> register -> gate -> canary ...")
-    training, rollouts = _train_and_roll_out(stack, days[-1], hyperparameters, log)
-    if retrain_hyperparameters:
-        log(f"Retraining with {retrain_hyperparameters}: a challenger to the champion ...")
-        training, rollouts = _train_and_roll_out(stack, days[-1], retrain_hyperparameters, log)
-    log("Scoring the newest day with the champion (and the canary's share during a rollout) ...")
-    stack.airflow("dags", "unpause", "batch_scoring")
-    scoring = _trigger_and_wait(stack, "batch_scoring", {"day": days[-1].isoformat()})
-    return {
-        "feature_pipeline": features,
-        "training_pipeline": training,
-        "canary_rollout": rollouts,
-        "batch_scoring": scoring,
-    }
+    rollouts = len(_runs(stack, "canary_rollout"))
+    conf: dict[str, Any] = {"day": history[-1].isoformat()}
+    if hyperparameters:
+        conf["hyperparameters"] = hyperparameters
+    training = _trigger_and_wait(stack, "training_pipeline", conf)
+    if stack.task_state("training_pipeline", training[-1]["dag_run_id"], "challenger_set") == "success":
+        stack.wait_for_runs("canary_rollout", count=rollouts + 1, timeout=900)
+
+    log(
+        f"3. Today's data ({today}) lands: feature_pipeline -> drift_monitor -> training -> gate -> canary ..."
+    )
+    for dag_id in ("drift_monitor", "batch_scoring"):
+        stack.airflow("dags", "unpause", dag_id)
+    before = {dag_id: len(_runs(stack, dag_id)) for dag_id in PIPELINE}
+    stack.airflow("dags", "trigger", "feature_pipeline", "--conf", json.dumps({"day": today.isoformat()}))
+    expected = {d: before[d] + 1 for d in ("feature_pipeline", "drift_monitor", "training_pipeline")}
+    return wait_until_settled(stack, expected, log=log)
 
 
 def model_summary(stack: LocalStack) -> list[str]:
@@ -132,19 +169,48 @@ def model_summary(stack: LocalStack) -> list[str]:
             f"canary={canary}"
         )
         for entry in json.loads(mv.tags.get("mlops.canary.history", "[]")):
-            lines.append(f"      {entry['action']:<16} weight {entry['weight']:>3} %  {entry['message'][:110]}")
+            lines.append(
+                f"      {entry['action']:<16} weight {entry['weight']:>3} %  {entry['message'][:110]}"
+            )
     return lines or ["  (no registered model yet)"]
+
+
+def drift_summary(stack: LocalStack) -> list[str]:
+    """One line per drift detection logged by the drift monitor: data, reference version, verdict."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
+    experiment = client.get_experiment_by_name("mlops-drift")
+    if experiment is None:
+        return ["  (no drift detection yet)"]
+    lines = []
+    for run in reversed(
+        client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    ):
+        tags, data = run.data.tags, run.data.params
+        drifted = tags.get("mlops.drift.drifted_features") or "-"
+        lines.append(
+            f"  {data.get('current_uri', '?').rsplit('/', 2)[-2]:<16} vs v{data.get('model_version', '?'):<3} "
+            f"dataset_drift={tags.get('mlops.drift.dataset_drift')}  share="
+            f"{run.data.metrics.get('drift_share', 0):.2f}  drifted: {drifted}"
+        )
+    return lines
 
 
 def print_summary(stack: LocalStack, results: dict[str, Any]) -> None:
     print("\n=== DAG runs ===")
     for dag_id, runs in results.items():
         for run in runs:
-            print(f"  {dag_id:<20} {run['dag_run_id']:<55} {run['state']}")
+            print(f"  {dag_id:<20} {run['run_type']:<14} {run['dag_run_id']:<55} {run['state']}")
+    print("\n=== Drift (MLflow experiment mlops-drift) ===")
+    print("\n".join(drift_summary(stack)))
     print("\n=== Models ===")
     print("\n".join(model_summary(stack)))
     print(f"\nAirflow UI:  {stack.airflow_url}  (login admin / {stack.password})")
-    print(f"MLflow UI:   {stack.mlflow_url}  (model {MODEL_NAME}, experiments churn and churn-gate)")
+    print(f"             ML models view: {stack.airflow_url}/ (menu 'ML models')")
+    print(
+        f"MLflow UI:   {stack.mlflow_url}  (model {MODEL_NAME}; experiments churn, churn-gate, mlops-drift)"
+    )
     print(f"Data, logs:  {stack.state_dir}   (source {stack.state_dir / 'env'} to use the airflow CLI)")
     print("Stop everything with `make down`.")
 
@@ -154,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--project-dir", type=Path, default=Path.cwd())
     parser.add_argument("--state-dir", type=Path, default=None, help="default: <project>/.demo")
-    parser.add_argument("--days", type=int, default=int(os.environ.get("DEMO_DAYS", 4)))
+    parser.add_argument("--days", type=int, default=int(os.environ.get("DEMO_DAYS", 5)))
     parser.add_argument("--rows-per-day", type=int, default=int(os.environ.get("DEMO_ROWS_PER_DAY", 2000)))
     parser.add_argument("--airflow-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", 5000)))

@@ -57,6 +57,16 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ml"],
             },
             {
+                "integration-name": "Landing area",
+                "external-doc-url": f"{_DOCS}/operators/landing.md",
+                "tags": ["software"],
+            },
+            {
+                "integration-name": "DAG run conf",
+                "external-doc-url": f"{_DOCS}/configuration.md",
+                "tags": ["software"],
+            },
+            {
                 "integration-name": "KServe",
                 "external-doc-url": "https://kserve.github.io/website/",
                 "tags": ["ml"],
@@ -80,6 +90,8 @@ def get_provider_info() -> dict[str, Any]:
             },
             {"integration-name": "Canary deployment", "python-modules": ["mlops_provider.operators.canary"]},
             {"integration-name": "Drift detection", "python-modules": ["mlops_provider.operators.drift"]},
+            {"integration-name": "Landing area", "python-modules": ["mlops_provider.operators.landing"]},
+            {"integration-name": "DAG run conf", "python-modules": ["mlops_provider.operators.run_conf"]},
         ],
         "sensors": [
             {"integration-name": "Feast", "python-modules": ["mlops_provider.sensors.feast"]},

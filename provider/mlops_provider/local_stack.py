@@ -94,6 +94,7 @@ class LocalStack:
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.project_dir / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.project_dir / "plugins"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home}/airflow.db",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle),
             "AIRFLOW__API__HOST": "127.0.0.1",

@@ -107,7 +107,8 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     resumed = _challenger(client, good)
     first = dag.partial_subset(task_ids=["step_1_analyse"], include_upstream=True)
     run, states = run_dag(first, **FAST)
-    assert states == {"start": "success", "step_1_deploy": "success", "step_1_analyse": "success"}, states
+    assert states == {"validate_conf": "success", "start": "success", "step_1_deploy": "success",
+                      "step_1_analyse": "success"}, states  # fmt: skip
     run, states = run_dag(dag, **FAST)
     assert run.state == "success" and states["promote"] == "success", states
     assert _history(client, resumed) == ["start", *["step_up", "hold_passed"] * 4, "promote"]

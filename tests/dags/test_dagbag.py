@@ -27,3 +27,19 @@ def test_dags_are_documented_and_owned(dagbag):
         for name, param in dag.params.items():
             assert param.description, f"{dag_id} param {name} has no description"
             assert "type" in param.schema or "enum" in param.schema, f"{dag_id} param {name} has no type"
+
+
+def test_every_dag_refuses_unknown_conf_before_anything_runs(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        roots = [t.task_id for t in dag.roots]
+        assert roots == ["validate_conf"], f"{dag_id} starts with {roots}"
+
+
+def test_training_schedules_on_new_features_or_drift(dagbag):
+    from airflow.sdk import AssetAny
+
+    schedule = dagbag.dags["training_pipeline"].timetable.asset_condition
+    assert isinstance(schedule, AssetAny)
+    assert {a.name for a in schedule.objects} == {"feast_churn_customer_activity", "drift_churn_classifier"}
+    monitor = dagbag.dags["drift_monitor"]
+    assert [o.name for o in monitor.get_task("drift_event").outlets] == ["drift_churn_classifier"]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from mlops_provider.drift import check_thresholds
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
@@ -49,9 +51,11 @@ class DriftDetectOperator(BaseOperator):
     :param categorical: features to test as categories even when numeric (e.g. integer codes);
         strings are always categorical.
     :param thresholds: per-feature overrides, ``{"feature": {"psi": 0.3, "p_value": 0.01, "js": 0.2}}``;
-        ``"*"`` overrides every feature.
-    :param drift_share: share of drifted features at which the dataset drifts.
+        ``"*"`` overrides every feature. (templated: a JSON object)
+    :param drift_share: share of drifted features at which the dataset drifts. (templated)
     :param experiment: MLflow experiment that receives one run per detection.
+    :param on_missing_reference: ``fail`` (default) or ``skip`` the task when the model has no such
+        alias yet (nothing to compare with, e.g. before the first model is promoted).
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"dataset_drift", "drift_share", "drifted_features", "model_version", "run_id",
         "reused", "features": {name: {"psi", "p_value", "drifted"}}, "name", "version"}``; ``run_id``
@@ -65,6 +69,8 @@ class DriftDetectOperator(BaseOperator):
         "current_uri",
         "feature_columns",
         "categorical",
+        "thresholds",
+        "drift_share",
         "experiment",
         "mlflow_conn_id",
     )
@@ -81,15 +87,21 @@ class DriftDetectOperator(BaseOperator):
         thresholds: dict[str, dict[str, float]] | None = None,
         drift_share: float = 0.3,
         experiment: str = "mlops-drift",
+        on_missing_reference: str = "fail",
         mlflow_conn_id: str = MLflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # Keys and values are checked now, so a typo fails the DAG import, not a run; feature
-        # names can only be checked once the reference sample is known.
-        check_thresholds(thresholds)
-        if not 0 < drift_share <= 1:
-            raise ConfigurationError(f"drift_share must be in (0, 1], got {drift_share!r}.")
+        if on_missing_reference not in ("fail", "skip"):
+            raise ConfigurationError(
+                f"on_missing_reference must be 'fail' or 'skip', got {on_missing_reference!r}."
+            )
+        # Keys and values are checked now, so a typo fails the DAG import, not a run (templated ones
+        # after rendering); feature names can only be checked once the reference sample is known.
+        if not _is_template(thresholds):
+            check_thresholds(thresholds)
+        if not _is_template(drift_share):
+            _check_drift_share(drift_share)
         self.name = name
         self.alias = alias
         self.current_uri = current_uri
@@ -98,6 +110,7 @@ class DriftDetectOperator(BaseOperator):
         self.thresholds = thresholds
         self.drift_share = drift_share
         self.experiment = experiment
+        self.on_missing_reference = on_missing_reference
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
@@ -107,9 +120,19 @@ class DriftDetectOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_provider import drift
 
-        current = self._load_current()
+        # Templated values arrive as strings: a JSON object, a number.
+        if isinstance(self.thresholds, str):
+            self.thresholds = json.loads(self.thresholds) if self.thresholds.strip() else None
+        check_thresholds(self.thresholds)
+        self.drift_share = _check_drift_share(self.drift_share)
         with self.hook.session() as client:
-            version, run_id = self._resolve_model(client)
+            try:
+                version, run_id = self._resolve_model(client)
+            except DataNotFound as err:
+                if self.on_missing_reference == "fail":
+                    raise
+                raise AirflowSkipException(f"Skipped: {err}") from None
+            current = self._load_current()
             reference = self._load_reference(client, version, run_id)
             features = self._features(reference)
             key = self._key(version, features, current)
@@ -316,6 +339,20 @@ class DriftDetectOperator(BaseOperator):
             client.set_terminated(run_id, status="FAILED")
             raise
         return run_id
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _check_drift_share(value: Any) -> float:
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if not 0 < share <= 1:
+        raise ConfigurationError(f"drift_share must be a number in (0, 1], got {value!r}.")
+    return share
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
