@@ -199,15 +199,18 @@ def drift_summary(stack: LocalStack) -> list[str]:
 
 def print_summary(stack: LocalStack, results: dict[str, Any]) -> None:
     print("\n=== DAG runs ===")
-    for dag_id, runs in results.items():
-        for run in runs:
-            print(f"  {dag_id:<20} {run['run_type']:<14} {run['dag_run_id']:<55} {run['state']}")
+    # In the order they were queued, so the cascade reads top to bottom.
+    runs = sorted(
+        ((r.get("queued_at") or "", d, r) for d, rs in results.items() for r in rs), key=lambda t: t[0]
+    )
+    for _, dag_id, run in runs:
+        print(f"  {dag_id:<20} {run['run_type']:<16} {run['dag_run_id']:<55} {run['state']}")
     print("\n=== Drift (MLflow experiment mlops-drift) ===")
     print("\n".join(drift_summary(stack)))
     print("\n=== Models ===")
     print("\n".join(model_summary(stack)))
     print(f"\nAirflow UI:  {stack.airflow_url}  (login admin / {stack.password})")
-    print(f"             ML models view: {stack.airflow_url}/ (menu 'ML models')")
+    print(f"             ML models view: {stack.airflow_url}/ (Browse -> ML models)")
     print(
         f"MLflow UI:   {stack.mlflow_url}  (model {MODEL_NAME}; experiments churn, churn-gate, mlops-drift)"
     )
