@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.bench.common import markdown_report, median
 
 ROUNDS = 11  # parse times are tens of ms, so noise is large: take many rounds
+TARGET = 1.2  # a shipped DAG may cost at most this much of a trivial DAG's parse
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 TRIVIAL = """
 import datetime as dt
@@ -61,13 +62,18 @@ def parse_seconds(path: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def shipped() -> list[Path]:
+    """Every DAG file the bundle ships: dags/*.py except private helpers (a leading underscore)."""
+    return sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trivial = Path(tmp) / "trivial_dag.py"
         trivial.write_text(TRIVIAL)
         with_assets = Path(tmp) / "trivial_with_assets.py"
         with_assets.write_text(TRIVIAL_WITH_ASSETS)
-        files = [with_assets, *sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))]
+        files = [with_assets, *shipped()]
         samples: dict[str, list[float]] = {p.name: [] for p in files} | {"trivial": []}
         for p in [trivial, *files]:  # warm-up round, discarded: writes the bytecode caches
             parse_seconds(p)
@@ -78,17 +84,19 @@ def main() -> None:
     base = median(samples["trivial"])
     report = markdown_report()
     report.write(
-        "### DAG parse time (target ≤ 1.2× a trivial DAG)\n\n"
+        f"### DAG parse time (target ≤ {TARGET}× a trivial DAG)\n\n"
         "Each file is executed in a fresh interpreter that has already imported airflow.sdk (what the DAG\n"
         "processor does per file), with bytecode caches warm. CPU time of the parse: parsing is CPU-bound, and\n"
-        f"wall time on this shared 2-core VM swings ±20% at this scale. Interleaved rounds, median of {ROUNDS}.\n\n"
-        "| DAG file | median parse CPU (ms) | ratio vs trivial |\n"
-        "|---|---:|---:|\n"
+        f"wall time on this shared 2-core VM swings ±20% at this scale. Interleaved rounds, median of {ROUNDS}.\n"
+        f"Every shipped DAG file ({len(files) - 1}: dags/*.py not starting with `_`) and both baselines, in one run.\n\n"
+        f"| DAG file | median parse CPU (ms) | ratio vs trivial | ≤ {TARGET}× |\n"
+        "|---|---:|---:|---|\n"
     )
-    print(f"| trivial airflow.sdk DAG | {base * 1000:.1f} | 1.00 |", file=report)
-    for name in (p.name for p in files):
-        m = median(samples[name])
-        print(f"| {name} | {m * 1000:.1f} | {m / base:.2f} |", file=report)
+    print(f"| trivial airflow.sdk DAG | {base * 1000:.1f} | 1.00 | baseline |", file=report)
+    for p in files:
+        m = median(samples[p.name])
+        verdict = "baseline" if p == with_assets else ("meets" if m / base <= TARGET else "**misses**")
+        print(f"| {p.name} | {m * 1000:.1f} | {m / base:.2f} | {verdict} |", file=report)
 
 
 if __name__ == "__main__":
