@@ -55,12 +55,14 @@ def read_overview() -> tuple[list[dict[str, Any]] | None, str, str | None]:
 def _warm_up() -> None:
     """Import what the first page view needs, so that view does not wait for it.
 
-    MLflow's first REST call loads its request-header plugins, and feast registers one: that imports
-    feast, 5 to 20 s. Failures are left for the page to report.
+    MLflow's first REST call loads its request-header plugins, and feast registers one, which would
+    import feast (5 to 20 s): the provider defers it (mlops_provider.mlflow_headers). Failures are
+    left for the page to report.
     """
     try:
-        import mlflow.tracking.request_header.registry  # noqa: F401
+        from mlops_provider.mlflow_headers import defer_feast_request_headers
 
+        defer_feast_request_headers()
         import mlops_provider.model_overview  # noqa: F401
     except Exception:  # the page shows the real error when it is viewed
         pass

@@ -19,6 +19,7 @@ from airflow.sdk import BaseHook
 
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
 from mlops_provider.lineage import hyperparameters_hash
+from mlops_provider.mlflow_headers import defer_feast_request_headers
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -118,6 +119,7 @@ class MLflowHook(BaseHook):
     def _client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
+        defer_feast_request_headers()  # else the first request imports feast: 10-20 s per process
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     def _env(self) -> dict[str, str]:

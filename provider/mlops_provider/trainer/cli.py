@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     # KPO deletes a pod with SIGTERM; turning it into SystemExit lets the run end as FAILED.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
+        from mlops_provider.mlflow_headers import defer_feast_request_headers
         from mlops_provider.trainer.run import train_and_log
 
+        defer_feast_request_headers()  # the trainer image need not import feast to talk to MLflow
         result = train_and_log(
             training_set, hyperparameters, args.experiment, code_version(), hyperparameters_hash(given)
         )
