@@ -251,13 +251,24 @@ class LocalStack:
 
     # -- Airflow CLI and API ----------------------------------------------------------------------------
 
-    def airflow(self, *args: str, timeout: float = 180) -> str:
-        """Run an ``airflow`` CLI command against this stack and return its stdout."""
+    def airflow(self, *args: str, timeout: float = 180, attempts: int = 5) -> str:
+        """Run an ``airflow`` CLI command against this stack and return its stdout.
+
+        SQLite takes one writer at a time: while the scheduler and DAG processor write (at start-up
+        above all), a CLI write can fail with "database is locked". Its transaction is rolled back
+        whole, so the command is run again, a few times, after a pause.
+        """
         cli = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
-        out = subprocess.run([cli, *args], env=self.env(), capture_output=True, text=True, timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError(f"airflow {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
-        return out.stdout
+        for attempt in range(1, attempts + 1):
+            out = subprocess.run(
+                [cli, *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+            )
+            if out.returncode == 0:
+                return out.stdout
+            if "database is locked" not in out.stderr or attempt == attempts:
+                break
+            time.sleep(5 * attempt)
+        raise RuntimeError(f"airflow {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
     def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
         """Call the Airflow REST API (``/api/v2/...``) as the admin user."""
