@@ -179,8 +179,10 @@ def drift_summary(stack: LocalStack) -> list[str]:
     """One line per drift detection logged by the drift monitor: data, reference version, verdict."""
     import mlflow
 
+    from mlops_provider.drift import DATASET_DRIFT_TAG, DRIFT_EXPERIMENT, DRIFTED_FEATURES_TAG
+
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
-    experiment = client.get_experiment_by_name("mlops-drift")
+    experiment = client.get_experiment_by_name(DRIFT_EXPERIMENT)
     if experiment is None:
         return ["  (no drift detection yet)"]
     lines = []
@@ -188,10 +190,10 @@ def drift_summary(stack: LocalStack) -> list[str]:
         client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     ):
         tags, data = run.data.tags, run.data.params
-        drifted = tags.get("mlops.drift.drifted_features") or "-"
+        drifted = tags.get(DRIFTED_FEATURES_TAG) or "-"
         lines.append(
             f"  {data.get('current_uri', '?').rsplit('/', 2)[-2]:<16} vs v{data.get('model_version', '?'):<3} "
-            f"dataset_drift={tags.get('mlops.drift.dataset_drift')}  share="
+            f"dataset_drift={tags.get(DATASET_DRIFT_TAG)}  share="
             f"{run.data.metrics.get('drift_share', 0):.2f}  drifted: {drifted}"
         )
     return lines

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
+# Where DriftDetectOperator records each detection, and the run tags its readers (the "ML models"
+# view, make demo's summary) look up.
+DRIFT_EXPERIMENT = "mlops-drift"
+MODEL_TAG, MODEL_VERSION_TAG = "mlops.drift.model", "mlops.drift.model_version"
+DATASET_DRIFT_TAG, DRIFTED_FEATURES_TAG = "mlops.drift.dataset_drift", "mlops.drift.drifted_features"
 # Threshold overrides under this key apply to every feature (a feature's own entry still wins).
 ALL_FEATURES = "*"
 OTHER = "__other__"

@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlops_provider.canary import CANARY, CHAMPION, PREVIOUS, CanaryController, CanaryStrategy
+from mlops_provider.drift import (
+    DATASET_DRIFT_TAG,
+    DRIFT_EXPERIMENT,
+    DRIFTED_FEATURES_TAG,
+    MODEL_TAG,
+    MODEL_VERSION_TAG,
+)
 from mlops_provider.hooks.mlflow import TAG_PREFIX, MLflowHook, _quote
 
 if TYPE_CHECKING:
@@ -21,7 +28,6 @@ if TYPE_CHECKING:
 
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER, CANARY, PREVIOUS)
-DRIFT_EXPERIMENT = "mlops-drift"
 GATE_TAG = f"{TAG_PREFIX}gate."
 # Tags that are rollout, gate or drift state, not lineage.
 _NOT_LINEAGE = (GATE_TAG, f"{TAG_PREFIX}canary.", f"{TAG_PREFIX}drift.")
@@ -180,7 +186,7 @@ def _latest_drift(
         return None
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlops.drift.model` = '{_quote(name)}' AND attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{MODEL_TAG}` = '{_quote(name)}' AND attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -189,13 +195,13 @@ def _latest_drift(
     run = runs[0]
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     psi = {k.removeprefix("psi_"): v for k, v in metrics.items() if k.startswith("psi_")}
-    drifted = tags.get("mlops.drift.drifted_features", "")
+    drifted = tags.get(DRIFTED_FEATURES_TAG, "")
     return {
         "run_id": run.info.run_id,
         "url": hook.ui_url_for_run(run.info.run_id, experiment_id),
         "at": _iso(run.info.start_time),
-        "model_version": tags.get("mlops.drift.model_version"),
-        "dataset_drift": tags.get("mlops.drift.dataset_drift") == "true",
+        "model_version": tags.get(MODEL_VERSION_TAG),
+        "dataset_drift": tags.get(DATASET_DRIFT_TAG) == "true",
         "drifted_features": [f for f in drifted.split(",") if f],
         "drift_share": metrics.get("drift_share"),
         "drift_share_threshold": _float(params.get("drift_share_threshold")),

@@ -206,28 +206,13 @@ def test_canary_status_example_reports_the_running_rollout(
 
 # -- Kubernetes: GPUTrainingOperator ----------------------------------------------------------------
 
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters:
-- name: loopback
-  cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}
-contexts:
-- name: loopback
-  context: {cluster: loopback, user: tester}
-current-context: loopback
-users:
-- name: tester
-  user: {token: not-a-real-token}
-"""
-
 
 def test_gpu_training_example_builds_a_valid_gpu_pod(examples, tmp_path, monkeypatch):
     """No cluster here: the kubeconfig points at an unused loopback port, which building a pod never contacts."""
     import kubernetes_validate
     from kubernetes.client import ApiClient
 
-    from tests.operators.test_kubernetes import context
+    from tests.operators.test_kubernetes import KUBECONFIG, context
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from mlops_provider.drift import check_thresholds
+from mlops_provider.drift import (
+    DATASET_DRIFT_TAG,
+    DRIFT_EXPERIMENT,
+    DRIFTED_FEATURES_TAG,
+    MODEL_TAG,
+    MODEL_VERSION_TAG,
+    check_thresholds,
+)
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
 from mlops_provider.hooks.mlflow import MLflowHook, _quote
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
@@ -86,7 +93,7 @@ class DriftDetectOperator(BaseOperator):
         categorical: list[str] | None = None,
         thresholds: dict[str, dict[str, float]] | None = None,
         drift_share: float = 0.3,
-        experiment: str = "mlops-drift",
+        experiment: str = DRIFT_EXPERIMENT,
         on_missing_reference: str = "fail",
         mlflow_conn_id: str = MLflowHook.default_conn_name,
         **kwargs: Any,
@@ -326,10 +333,10 @@ class DriftDetectOperator(BaseOperator):
             title = f"Feature drift of {self.name} v{version} ({self.alias}): {self.current_uri}"
             client.log_text(run_id, render_html(report, title=title), REPORT_HTML)
             tags = {
-                "mlops.drift.dataset_drift": str(report["dataset_drift"]).lower(),
-                "mlops.drift.drifted_features": ",".join(report["drifted_features"])[:_MAX_TAG],
-                "mlops.drift.model": self.name,
-                "mlops.drift.model_version": version,
+                DATASET_DRIFT_TAG: str(report["dataset_drift"]).lower(),
+                DRIFTED_FEATURES_TAG: ",".join(report["drifted_features"])[:_MAX_TAG],
+                MODEL_TAG: self.name,
+                MODEL_VERSION_TAG: version,
                 KEY_TAG: key,
             }
             for tag, value in tags.items():  # the key last: it marks the run as complete
