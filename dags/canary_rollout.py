@@ -113,8 +113,12 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     # --8<-- [start:common]
-    common = {"name": MODEL_NAME, "backend": "{{ params.backend }}", "backend_config": BACKEND_CONFIG,
-              "strategy": STRATEGY}  # fmt: skip
+    common = {
+        "name": MODEL_NAME,
+        "backend": "{{ params.backend }}",
+        "backend_config": BACKEND_CONFIG,
+        "strategy": STRATEGY,
+    }
     # --8<-- [end:common]
     validate_conf = ValidateRunConfOperator(task_id="validate_conf")
     # --8<-- [start:start]

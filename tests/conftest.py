@@ -19,8 +19,17 @@ DAGS_DIR = ROOT / "dags"
 FEATURE_REPO = ROOT / "feature_repo"
 START_DAY = dt.date(2026, 1, 1)
 
-# Real servers shared by the whole session: `mlflow server`, Postgres and Prometheus on loopback; MLflow helpers.
-pytest_plugins = ["tests.mlflow_server", "tests.mlflow_helpers", "tests.postgres", "tests.prometheus_server"]
+# Real servers shared by the whole session: `mlflow server`, Postgres and Prometheus on loopback; MLflow
+# helpers; a canary rollout driven through the operators; KServe's InferenceService schema and an
+# in-memory Kubernetes API.
+pytest_plugins = [
+    "tests.mlflow_server",
+    "tests.mlflow_helpers",
+    "tests.postgres",
+    "tests.prometheus_server",
+    "tests.canary_rollout",
+    "tests.kserve_api",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

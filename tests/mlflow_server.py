@@ -55,17 +55,27 @@ class MLflowServer:
         if self.running:
             return
         command = [
-            str(_MLFLOW), "server",
-            "--backend-store-uri", self.backend_store_uri,
-            "--artifacts-destination", self.artifacts_destination,
+            str(_MLFLOW),
+            "server",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--artifacts-destination",
+            self.artifacts_destination,
             "--serve-artifacts",
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", "1",
-        ]  # fmt: skip
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         # No background job workers: four extra processes per server slow start-up on 2 cores.
-        env = {**os.environ, "MLFLOW_TRACKING_URI": "", "PYTHONUNBUFFERED": "1",
-               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": "",
+            "PYTHONUNBUFFERED": "1",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
         with self.log_path.open("ab") as log:
             # A new session so stop() can end the server and its uvicorn workers together.
             self._process = subprocess.Popen(

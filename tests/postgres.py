@@ -56,8 +56,11 @@ def postgres_url() -> Iterator[str]:
         run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlops", "mlflow")
         yield f"postgresql+psycopg2://mlops@127.0.0.1:{port}/mlflow"
     finally:
-        subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], user),
-                       capture_output=True, cwd=root)  # fmt: skip
+        subprocess.run(
+            _as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], user),
+            capture_output=True,
+            cwd=root,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,7 +48,7 @@ with DAG(
         node_selector={"nvidia.com/gpu.present": "true"},
         namespace="ml",
         service_account_name="trainer",  # its cloud role reads s3:// (IRSA / workload identity)
-        mlflow_secret_name="mlflow-credentials",
+        mlflow_secret_name="mlflow-credentials",  # noqa: S106 - the Secret's name, not a password
         deferrable=True,
     )
     # --8<-- [end:gpu_training]

@@ -2,12 +2,19 @@
 
 Messages name the dataset, column, metric or model version at fault and say what the user can do.
 Errors that a retry cannot fix derive from ``AirflowFailException`` so Airflow fails the task
-at once instead of burning its retries.
+at once instead of burning its retries. The domain core and the trainer image raise them too and run
+without Airflow installed: there that base is a plain exception (the one Airflow import the
+import contracts allow below the adapters, see pyproject.toml).
 """
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowFailException
+try:
+    from airflow.sdk.exceptions import AirflowFailException
+except ImportError:  # the trainer image: no Airflow, nothing to stop retrying
+
+    class AirflowFailException(Exception):  # type: ignore[no-redef]
+        """Stand-in for Airflow's "fail without retrying" marker where Airflow is not installed."""
 
 
 class MlopsProviderError(Exception):

@@ -115,6 +115,12 @@ def get_provider_info() -> dict[str, Any]:
             "mlops_provider.links.mlflow.MLflowRunLink",
             "mlops_provider.links.mlflow.MLflowModelVersionLink",
         ],
+        # The "ML models" UI view, loaded from the installed package (no plugins folder needed). The
+        # name must be the class's ``name``: Airflow keeps one plugin per name, so a copy of the class in
+        # a plugins folder (the repository's plugins/ml_models.py) is the same plugin, not a second one.
+        "plugins": [
+            {"name": "ml_models", "plugin-class": "mlops_provider.plugins.ml_models.MLModelsPlugin"},
+        ],
         "connection-types": [
             {
                 "connection-type": "feast",

@@ -42,8 +42,12 @@ def run_module(name: str) -> tuple[bool, str]:
     with tempfile.TemporaryFile("w+") as stdout:
         proc = subprocess.Popen(
             [sys.executable, "-m", f"tests.bench.{name}"],
-            cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True, errors="replace",
-        )  # fmt: skip
+            cwd=ROOT,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
         for line in proc.stderr:
             sys.stderr.write(line)
             tail.append(line)

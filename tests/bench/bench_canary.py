@@ -30,7 +30,7 @@ HYPERPARAMETERS = {"epochs": 10, "hidden": [32], "lr": 0.01, "batch_size": 2048}
 FAST = {"interval_seconds": 1, "checks_per_step": 2}
 EXTRA = (
     "At 1M rows per day this path does not fit 5 minutes on 2 cores, and was not run in full: a bare\n"
-    "Feast materialize of 1M rows into the SQLite online store alone takes 3–4 min here (bench_feature_pipeline),\n"
+    "Feast materialize of 1M rows into the SQLite online store alone takes 3-4 min here (bench_feature_pipeline),\n"
     "and the CPU trainer scales with the training set (about 1 min per 100k rows per day above). The\n"
     "target would need a faster online store (Redis) and the GPU trainer; neither runs here, so that is untested.\n"
 )
@@ -42,8 +42,11 @@ def _run(dag, **conf) -> dict[str, float]:
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     if run.state != "success":
         raise RuntimeError(f"{dag.dag_id} failed: {states}")
-    return {ti.task_id: (ti.end_date - ti.start_date).total_seconds() for ti in run.get_task_instances()
-            if ti.start_date and ti.end_date}  # fmt: skip
+    return {
+        ti.task_id: (ti.end_date - ti.start_date).total_seconds()
+        for ti in run.get_task_instances()
+        if ti.start_date and ti.end_date
+    }
 
 
 def main() -> None:

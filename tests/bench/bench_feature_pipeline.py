@@ -96,7 +96,7 @@ def _table(
     verdict = "meets" if ratio <= target else "**misses**"
     lines = [f"### {title}", "", method, "", "| measured | median (s) | samples (s) |", "|---|---:|---|"]
     lines += [f"| {label} | {median(xs):.2f} | {', '.join(f'{x:.2f}' for x in xs)} |" for label, xs in rows]
-    lines += [f"| **{ratio_label}** | **{ratio:.3f}×** | target ≤ {target}×: {verdict} |", ""]
+    lines += [f"| **{ratio_label}** | **{ratio:.3f}x** | target ≤ {target}x: {verdict} |", ""]
     return "\n".join(lines)
 
 
@@ -200,9 +200,13 @@ def bench_validate(work: Path, rows: int) -> str:
 
     def operator() -> None:
         summary = GXValidateOperator(
-            task_id="validate", suite_path=str(SUITE), data=str(data), suite_parameters=params,
-            data_docs_dir=str(work / "validate" / f"docs-op-{next(docs)}"), batch_id=DAY1.isoformat(),
-        ).execute({})  # fmt: skip
+            task_id="validate",
+            suite_path=str(SUITE),
+            data=str(data),
+            suite_parameters=params,
+            data_docs_dir=str(work / "validate" / f"docs-op-{next(docs)}"),
+            batch_id=DAY1.isoformat(),
+        ).execute({})
         assert summary["success"], summary
 
     def bare() -> None:
@@ -225,10 +229,13 @@ def bench_validate(work: Path, rows: int) -> str:
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=VIEW, data=batch, suite=suite)
         )
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=VIEW, validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-        ))  # fmt: skip
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=VIEW,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            )
+        )
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
         assert result.success, result
 
@@ -294,9 +301,11 @@ def bench_growth(work: Path, rows: int) -> str:
     history = [DAY1 + dt.timedelta(days=i) for i in range(HISTORY - 1)]
     setup = timed(lambda: [_write_day(rows, day, _offline_file(aged.repo, day)) for day in history])
     FeastHook().apply()
-    setup += timed(lambda: FeatureStore(repo_path=str(aged.repo)).materialize(
-        start_date=_window(DAY1)[0], end_date=_window(last)[0], feature_views=[VIEW]
-    ))  # fmt: skip
+    setup += timed(
+        lambda: FeatureStore(repo_path=str(aged.repo)).materialize(
+            start_date=_window(DAY1)[0], end_date=_window(last)[0], feature_views=[VIEW]
+        )
+    )
 
     day1, day30 = fresh.run(dag, DAY1), aged.run(dag, last)
     day1(), day30()  # warm-up: imports, the first apply of each repo
@@ -320,8 +329,13 @@ def bench_growth(work: Path, rows: int) -> str:
         f"ratio day {HISTORY} / day 1",
         1.2,
     )
-    lines = [section, "Where the time goes, median seconds per task (Airflow task durations of the runs above):", "",
-             f"| task | day 1 | day {HISTORY} | ratio |", "|---|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        section,
+        "Where the time goes, median seconds per task (Airflow task durations of the runs above):",
+        "",
+        f"| task | day 1 | day {HISTORY} | ratio |",
+        "|---|---:|---:|---:|",
+    ]
     for task in fresh.task_seconds:
         a, b = median(fresh.task_seconds[task]), median(aged.task_seconds[task])
         lines.append(f"| {task} | {a:.2f} | {b:.2f} | {b / a if a else float('nan'):.2f} |")

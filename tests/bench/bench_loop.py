@@ -213,8 +213,10 @@ def measure(rows: int) -> dict[str, Any]:
     """Run one size in a fresh interpreter until it finishes or the deadline; return what it reported."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.bench_loop", "--rows", str(rows)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -265,7 +267,7 @@ def measure(rows: int) -> dict[str, Any]:
 
 def _cell(task: dict[str, Any] | None) -> str:
     if task is None or task["state"] is None:  # not in this size's run, or not started
-        return "–"
+        return "-"
     if task["state"] == "running":
         return f"running when stopped ({task['seconds']:.0f} s in)"
     if task["seconds"] is None or task["state"] != "success":
@@ -314,7 +316,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     lines.append("| **loop: landing → batch scoring** | " + " | ".join(_total(r) for r in results) + " |")
     history = [f"{r['history']['seconds']:.0f}" if "history" in r else "not finished" for r in results]
     lines.append("| _untimed: history (features, first model, its rollout)_ | " + " | ".join(history) + " |")
-    landing = [f"{r['landing']['seconds']:.1f}" if "landing" in r else "–" for r in results]
+    landing = [f"{r['landing']['seconds']:.1f}" if "landing" in r else "-" for r in results]
     lines.append("| _untimed: writing the new day's landing files_ | " + " | ".join(landing) + " |")
     return lines
 
@@ -332,27 +334,36 @@ def notes(results: list[dict[str, Any]]) -> list[str]:
         if "canary_rollout" in dags:
             tasks = dags["canary_rollout"]["tasks"]
             outcome = "promoted" if tasks["promote"]["state"] == "success" else "**rolled back**"
-            how = (" (the gate kept the champion; the newest version was rolled out anyway, as the rollout is what is timed)"
-                   if dags["canary_rollout"].get("note") == "forced" else " (the gate set it as challenger)")  # fmt: skip
+            how = (
+                " (the gate kept the champion; the newest version was rolled out anyway, as the rollout is what is timed)"
+                if dags["canary_rollout"].get("note") == "forced"
+                else " (the gate set it as challenger)"
+            )
             out.append(f"- {size}: the retrained model was {outcome} by the canary{how}.")
         if "done" in r:
             continue
         if not r["timed_out"]:
-            out.append(f"- {size}: **the loop was not measured**: the run exited with code {r['returncode']} "
-                       "(its stderr says why).")  # fmt: skip
+            out.append(
+                f"- {size}: **the loop was not measured**: the run exited with code {r['returncode']} "
+                "(its stderr says why)."
+            )
             continue
         where = ""
         if cut := r.get("cut"):
             running = [t for t, v in cut["tasks"].items() if v["state"] == "running"]
             where = f", in {cut['dag']}" + (f" (task {', '.join(running)} running)" if running else "")
         if "landing" not in r:
-            out.append(f"- {size}: **the loop was not measured**: the untimed history did not finish within the "
-                       f"{DEADLINE_S / 60:.0f}-minute deadline and the run was stopped{where}.")  # fmt: skip
+            out.append(
+                f"- {size}: **the loop was not measured**: the untimed history did not finish within the "
+                f"{DEADLINE_S / 60:.0f}-minute deadline and the run was stopped{where}."
+            )
             continue
         unfinished = [d for d in LOOP if d not in dags]
-        out.append(f"- {size}: **the loop was not measured in full**: the run reached the {DEADLINE_S / 60:.0f}-minute "
-                   f"deadline (history included) and was stopped{where}. Not measured: "
-                   f"{', '.join(unfinished)} (a stopped DAG shows the tasks it finished), and so the loop total.")  # fmt: skip
+        out.append(
+            f"- {size}: **the loop was not measured in full**: the run reached the {DEADLINE_S / 60:.0f}-minute "
+            f"deadline (history included) and was stopped{where}. Not measured: "
+            f"{', '.join(unfinished)} (a stopped DAG shows the tasks it finished), and so the loop total."
+        )
     return out
 
 

@@ -103,13 +103,23 @@ def main() -> None:
         # Gate: each name gets a weak champion (v2) and the truth model as candidate (v1, already registered).
         for names in (ours_names, bare_names):
             for name in names:
-                mv = client.create_model_version(name, weak["model_uri"], run_id=weak["run_id"],
-                                                 model_id=weak["model_uri"].removeprefix("models:/"))  # fmt: skip
+                mv = client.create_model_version(
+                    name,
+                    weak["model_uri"],
+                    run_id=weak["run_id"],
+                    model_id=weak["model_uri"].removeprefix("models:/"),
+                )
                 client.set_registered_model_alias(name, "champion", mv.version)
 
         def ours_gate(i: int) -> None:
-            op = MLflowEvaluateGateOperator(task_id="g", name=ours_names[i], version="1", eval_data_uri=holdout,
-                                            thresholds=THRESHOLDS, short_circuit_on_fail=False)  # fmt: skip
+            op = MLflowEvaluateGateOperator(
+                task_id="g",
+                name=ours_names[i],
+                version="1",
+                eval_data_uri=holdout,
+                thresholds=THRESHOLDS,
+                short_circuit_on_fail=False,
+            )
             op.execute(task_context())
 
         def bare_gate(i: int) -> None:

@@ -84,12 +84,12 @@ def main() -> None:
     base = median(samples["trivial"])
     report = markdown_report()
     report.write(
-        f"### DAG parse time (target ≤ {TARGET}× a trivial DAG)\n\n"
+        f"### DAG parse time (target ≤ {TARGET}x a trivial DAG)\n\n"
         "Each file is executed in a fresh interpreter that has already imported airflow.sdk (what the DAG\n"
         "processor does per file), with bytecode caches warm. CPU time of the parse: parsing is CPU-bound, and\n"
         f"wall time on this shared 2-core VM swings ±20% at this scale. Interleaved rounds, median of {ROUNDS}.\n"
         f"Every shipped DAG file ({len(files) - 1}: dags/*.py not starting with `_`) and both baselines, in one run.\n\n"
-        f"| DAG file | median parse CPU (ms) | ratio vs trivial | ≤ {TARGET}× |\n"
+        f"| DAG file | median parse CPU (ms) | ratio vs trivial | ≤ {TARGET}x |\n"
         "|---|---:|---:|---|\n"
     )
     print(f"| trivial airflow.sdk DAG | {base * 1000:.1f} | 1.00 | baseline |", file=report)

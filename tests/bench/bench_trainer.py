@@ -79,8 +79,10 @@ class GpuSampler:
         while not self._stop.is_set():
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, check=False,
-            ).stdout.split()  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
             if out:
                 self.samples.append(float(out[0]))
             self._stop.wait(0.2)
@@ -121,8 +123,17 @@ def main() -> None:
         return serving.TabularMLP(**spec["architecture"]).to(device)
 
     def run_trainer() -> None:
-        train.fit(fresh(), train_split, validation, epochs=args.epochs, lr=3e-3, batch_size=args.batch_size,
-                  patience=args.epochs + 1, weight_decay=0.0, seed=0)  # fmt: skip
+        train.fit(
+            fresh(),
+            train_split,
+            validation,
+            epochs=args.epochs,
+            lr=3e-3,
+            batch_size=args.batch_size,
+            patience=args.epochs + 1,
+            weight_decay=0.0,
+            seed=0,
+        )
 
     def run_bare() -> None:
         bare_loop(fresh(), train_split, args.epochs, args.batch_size, 3e-3, 0)
@@ -143,8 +154,11 @@ def main() -> None:
         torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     )
     print(HEADER, file=report)
-    print(f"| {name} | {len(train_split)} | {args.epochs} | {args.batch_size} | {trainer_rate:,.0f} "
-          f"| {bare_rate:,.0f} | {trainer_rate / bare_rate:.2f} | {memory} | {utilisation} |", file=report)  # fmt: skip
+    print(
+        f"| {name} | {len(train_split)} | {args.epochs} | {args.batch_size} | {trainer_rate:,.0f} "
+        f"| {bare_rate:,.0f} | {trainer_rate / bare_rate:.2f} | {memory} | {utilisation} |",
+        file=report,
+    )
 
 
 if __name__ == "__main__":

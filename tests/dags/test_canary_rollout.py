@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from mlops_provider.scoring import read_log
+from mlops_provider.ml.scoring import read_log
 from tests.dags.conftest import features_then_training, run_dag
 from tests.mlflow_helpers import log_model
 
@@ -31,8 +31,14 @@ def stack(pipeline_env, dag_mlflow):
     """Four days of features, one training run (v1 = challenger), and the MLflow client."""
     from mlflow import MlflowClient
 
-    run, states = features_then_training(pipeline_env, dag_mlflow, start=START, days=DAYS, rows=ROWS,
-                                         hyperparameters={"epochs": 6, "hidden": [32], "lr": 0.01})  # fmt: skip
+    run, states = features_then_training(
+        pipeline_env,
+        dag_mlflow,
+        start=START,
+        days=DAYS,
+        rows=ROWS,
+        hyperparameters={"epochs": 6, "hidden": [32], "lr": 0.01},
+    )
     assert run.state == "success" and states["challenger_set"] == "success", states
     return {"client": MlflowClient(dag_mlflow.tracking_uri), "server": dag_mlflow, **pipeline_env}
 
@@ -84,8 +90,12 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     aliases = _aliases(client)
     assert aliases["champion"] == good and aliases["previous"] == "1" and "canary" not in aliases
     assert _history(client, good) == ["start", *["step_up", "hold_passed"] * 4, "promote"]
-    weights = [read_log(f"{stack['root']}/predictions/rollouts/{MODEL}/v{good}/step={i}/predictions.parquet")
-               ["canary_weight"].iloc[0] for i in range(4)]  # fmt: skip
+    weights = [
+        read_log(f"{stack['root']}/predictions/rollouts/{MODEL}/v{good}/step={i}/predictions.parquet")[
+            "canary_weight"
+        ].iloc[0]
+        for i in range(4)
+    ]
     assert weights == [5, 25, 50, 100]
 
     # 3. A bad challenger (predicts a constant) is rolled back at the first step; the champion stays.
@@ -107,8 +117,12 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     resumed = _challenger(client, good)
     first = dag.partial_subset(task_ids=["step_1_analyse"], include_upstream=True)
     run, states = run_dag(first, **FAST)
-    assert states == {"validate_conf": "success", "start": "success", "step_1_deploy": "success",
-                      "step_1_analyse": "success"}, states  # fmt: skip
+    assert states == {
+        "validate_conf": "success",
+        "start": "success",
+        "step_1_deploy": "success",
+        "step_1_analyse": "success",
+    }, states
     run, states = run_dag(dag, **FAST)
     assert run.state == "success" and states["promote"] == "success", states
     assert _history(client, resumed) == ["start", *["step_up", "hold_passed"] * 4, "promote"]

@@ -10,7 +10,17 @@ import pytest
 
 from tests.conftest import DAGS_DIR
 
-HEAVY = ["feast", "great_expectations", "mlflow", "torch", "kubernetes", "pandas", "pyarrow", "boto3", "sklearn"]
+HEAVY = [
+    "feast",
+    "great_expectations",
+    "mlflow",
+    "torch",
+    "kubernetes",
+    "pandas",
+    "pyarrow",
+    "boto3",
+    "sklearn",
+]
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
 
 # A fresh interpreter per file: this test process has the heavy libraries loaded already.
@@ -26,7 +36,10 @@ print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))
 def test_dag_file_imports_no_heavy_library(dag_file):
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, str(dag_file), json.dumps(HEAVY)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at parse time; import them inside execute()"

@@ -114,6 +114,6 @@ def test_missing_partition_fails_at_extract_with_the_path(dag, pipeline_env):
 
 def test_empty_partition_can_be_skipped_by_param(dag, pipeline_env):
     write_day(GeneratorConfig(rows_per_day=ROWS, bad_mode="empty"), pipeline_env["landing"], DAY2)
-    run, states = run_day(dag, DAY2, on_empty="skip")
+    _, states = run_day(dag, DAY2, on_empty="skip")
     assert states["validate"] == "skipped"
     assert states["materialize"] == "skipped"

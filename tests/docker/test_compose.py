@@ -6,6 +6,10 @@ import importlib.metadata
 import importlib.util
 import json
 import re
+import shlex
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +110,201 @@ def test_trainer_image_runs_the_trainer_module_pinned_torch_as_user_1000() -> No
     assert importlib.util.find_spec(f"{entrypoint[2]}.__main__") is not None
     assert re.search(r"^FROM nvidia/cuda:[\w.-]+-runtime-", dockerfile, re.M)
     assert f"ARG TORCH_VERSION={torch.__version__.split('+')[0]}" in dockerfile
-    assert '".[training]"' in dockerfile
     assert re.search(r"^USER 1000:1000$", dockerfile, re.M)
     from mlops_provider.operators.kubernetes import RUN_AS_USER
 
     assert RUN_AS_USER == 1000
+
+
+# Options of `pip install` that take a value (the value is not a thing to install).
+PIP_OPTIONS_WITH_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--platform",
+    "--python-version",
+}
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` as docker reads them: continuation lines joined, comment lines dropped."""
+    instructions: list[tuple[str, str]] = []
+    current = ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (current + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        current = ""
+    assert not current, f"{path.name} ends inside a continued line"
+    return instructions
+
+
+def shell_commands(script: str) -> list[list[str]]:
+    """The simple commands of a RUN line, split at ``&&``, ``||``, ``;`` and ``|``; redirections kept."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token in {"&&", "||", ";", "|", "&"}:
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [command for command in commands if command]
+
+
+def redirect_targets(command: list[str]) -> list[str]:
+    """The files a simple command writes with ``>`` or ``>>``."""
+    return [command[i + 1] for i, word in enumerate(command[:-1]) if word in {">", ">>"}]
+
+
+def pip_installs(commands: list[list[str]]) -> list[tuple[list[str], list[str], list[str]]]:
+    """``(command, targets, requirement files)`` of each ``pip install`` / ``python -m pip install``."""
+    found = []
+    for command in commands:
+        words = command[3:] if command[1:3] == ["-m", "pip"] else command[1:]
+        if not (command[0] in {"pip", "pip3"} or command[1:3] == ["-m", "pip"]) or words[:1] != ["install"]:
+            continue
+        targets, files, args = [], [], iter(words[1:])
+        for word in args:
+            if word in PIP_OPTIONS_WITH_VALUE:
+                value = next(args)
+                if word in {"-r", "--requirement"}:
+                    files.append(value)
+            elif word.startswith("--requirement="):
+                files.append(word.partition("=")[2])
+            elif not word.startswith("-"):
+                targets.append(word)
+        found.append((command, targets, files))
+    return found
+
+
+def trainer_image() -> tuple[list[tuple[str, str]], list[list[str]]]:
+    instructions = dockerfile_instructions(DOCKER / "Dockerfile.trainer")
+    commands = [
+        c for keyword, arguments in instructions if keyword == "RUN" for c in shell_commands(arguments)
+    ]
+    return instructions, commands
+
+
+def training_extra() -> list[str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return pyproject["project"]["optional-dependencies"]["training"]
+
+
+def is_the_project(target: str) -> bool:
+    """``.``, ``./x``, ``/opt/mlops[training]``, ``airflow-provider-mlops[...]``: this package, not a requirement."""
+    name = target.split("[")[0]
+    return name.startswith((".", "/")) or name.lower().replace("_", "-") == "airflow-provider-mlops"
+
+
+def requirement_name(requirement: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(re.split(r"[\s\[<>=!~;@(]", requirement.strip(), maxsplit=1)[0])
+
+
+def dependency_closure(requirements: list[str]) -> set[str]:
+    """Canonical names of ``requirements`` and everything they pull in, as installed in this environment."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[tuple[str, frozenset[str]]] = set()
+    names: set[str] = set()
+    queue = [(Requirement(r), frozenset()) for r in requirements]
+    while queue:
+        requirement, parent_extras = queue.pop()
+        if requirement.marker and not any(
+            requirement.marker.evaluate({"extra": extra}) for extra in {"", *parent_extras}
+        ):
+            continue
+        name, extras = canonicalize_name(requirement.name), frozenset(requirement.extras)
+        names.add(name)
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not for this platform or Python; nothing to walk
+        queue.extend((Requirement(r), extras) for r in requires)
+    return names
+
+
+def test_trainer_image_installs_the_package_without_its_airflow_dependency() -> None:
+    _, commands = trainer_image()
+    installs = pip_installs(commands)
+    project = [(command, targets) for command, targets, _ in installs if any(map(is_the_project, targets))]
+    assert project, "Dockerfile.trainer no longer installs the package"
+    for command, targets in project:
+        line = " ".join(command)
+        assert "--no-deps" in command, f"{line!r} would install the core dependency apache-airflow"
+        assert not any("[" in t for t in targets if is_the_project(t)), f"{line!r}: extras resolve deps"
+    for command, targets, _ in installs:
+        airflow = [
+            t for t in targets if not is_the_project(t) and requirement_name(t).startswith("apache-airflow")
+        ]
+        assert not airflow, f"{' '.join(command)!r} installs {airflow} into the trainer image"
+    training = training_extra()
+    assert not [r for r in training if requirement_name(r).startswith("apache-airflow")]
+    pulled_in = sorted(n for n in dependency_closure(training) if n.startswith("apache-airflow"))
+    assert not pulled_in, f"the training extra pulls in {pulled_in} (resolved in this environment)"
+
+
+def test_trainer_image_requirements_are_exactly_the_training_extra() -> None:
+    """The image writes its requirement file with a python -c over pyproject.toml: run that same code here."""
+    import torch
+
+    instructions, commands = trainer_image()
+    files = {file for _, _, fs in pip_installs(commands) for file in fs}
+    assert len(files) == 1, f"expected one requirement file installed with -r, found {sorted(files)}"
+    (requirements_file,) = files
+    writers = [c for c in commands if requirements_file in redirect_targets(c)]
+    assert (
+        len(writers) == 1
+        and writers[0][:2] == ["python", "-c"]
+        and writers[0][-2:] == [">", requirements_file]
+    ), f"{requirements_file} must be written by one `python -c ... > {requirements_file}`, not {writers}"
+    copied = [arguments.split() for keyword, arguments in instructions if keyword == "COPY"]
+    assert any("pyproject.toml" in sources for sources in copied)
+    written = subprocess.run(
+        [sys.executable, "-c", writers[0][2]], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert written == training_extra(), (
+        "the image's requirement file is not pyproject.toml's `training` extra"
+    )
+    # The CUDA torch installed first (ARG TORCH_VERSION) is the one the extra pins, so pip keeps it.
+    torch_version = dict(a.split("=", 1) for k, a in instructions if k == "ARG")["TORCH_VERSION"]
+    assert [r for r in written if requirement_name(r) == "torch"] == [f"torch=={torch_version}"]
+    assert torch_version == torch.__version__.split("+")[0]
+
+
+def test_trainer_image_leaves_the_code_version_to_the_code() -> None:
+    """No MLOPS_CODE_VERSION default: the trainer hashes its own sources, as a worker does."""
+    from mlops_provider.ml.lineage import code_version, trainer_sources_hash
+
+    instructions, _ = trainer_image()
+    setting = [f"{k} {a}" for k, a in instructions if k in {"ARG", "ENV"} and "MLOPS_CODE_VERSION" in a]
+    assert not setting, f"Dockerfile.trainer sets a code version default: {setting}"
+    copied = [arguments.split() for keyword, arguments in instructions if keyword == "COPY"]
+    assert ["provider", "./provider"] in copied  # the sources the hash reads travel into the image
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MLOPS_CODE_VERSION", raising=False)
+        assert code_version().endswith(f"+src.{trainer_sources_hash()}")
 
 
 def test_airflow_image_matches_the_installed_airflow() -> None:

@@ -44,8 +44,7 @@ def test_every_param_of_every_shipped_dag_is_in_the_configuration_reference(ship
 
 def test_the_local_bundle_in_the_production_guide_is_what_make_demo_configures(tmp_path: Path):
     from airflow.dag_processing.bundles.local import LocalDagBundle
-
-    from mlops_provider.local_stack import LocalStack
+    from tools.local_stack import LocalStack
 
     page = (DOCS / "production.md").read_text()
     blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", page, flags=re.S)]

@@ -93,13 +93,17 @@ def materialized_day(pipeline_env):  # noqa: F811 - the imported fixture
     generate(GeneratorConfig(rows_per_day=50), pipeline_env["landing"], START_DAY, 1)
     FeastApplyOperator(task_id="apply").execute({})
     FeastPublishPartitionOperator(
-        task_id="publish", feature_view=VIEW, partition=START_DAY.isoformat(),
+        task_id="publish",
+        feature_view=VIEW,
+        partition=START_DAY.isoformat(),
         source_uri=str(partition_path(pipeline_env["landing"], VIEW, START_DAY)),
-    ).execute({})  # fmt: skip
+    ).execute({})
     FeastMaterializeOperator(
-        task_id="materialize", feature_views=[VIEW],
-        start="2026-01-01T00:00:00+00:00", end="2026-01-02T00:00:00+00:00",
-    ).execute({})  # fmt: skip
+        task_id="materialize",
+        feature_views=[VIEW],
+        start="2026-01-01T00:00:00+00:00",
+        end="2026-01-02T00:00:00+00:00",
+    ).execute({})
     return START_DAY
 
 
@@ -166,8 +170,11 @@ def test_mlflow_aliases_example_moves_the_aliases_once(examples, mlflow_default,
     assert dict(client.get_registered_model(name).aliases) == {"champion": version}
     assert first.get_task_instance("set_champion").xcom_pull(task_ids="set_champion")["changed"] is True
     assert first.get_task_instance("clear_challenger").xcom_pull(task_ids="clear_challenger") == {
-        "name": name, "alias": "challenger", "previous_version": version, "changed": True,
-    }  # fmt: skip
+        "name": name,
+        "alias": "challenger",
+        "previous_version": version,
+        "changed": True,
+    }
 
     again, states = run_dag(dag, model_name=name, version=version)
     assert again.state == "success", states
@@ -198,7 +205,12 @@ def test_canary_status_example_reports_the_running_rollout(
 
     assert run.state == "success", states
     state = run.get_task_instance("status").xcom_pull(task_ids="status")
-    assert (state["version"], state["status"], state["step"], state["steps"]) == ("2", "progressing", -1, [10, 100])  # fmt: skip
+    assert (state["version"], state["status"], state["step"], state["steps"]) == (
+        "2",
+        "progressing",
+        -1,
+        [10, 100],
+    )
     assert [entry["action"] for entry in state["history"]] == ["start"]
     line = run.get_task_instance("report").xcom_pull(task_ids="report")
     assert line == f"{name} v2: progressing, step 0 of 2, weight 0 %"

@@ -50,7 +50,7 @@ def test_unknown_view_and_service_list_the_known_ones(feature_repo):
     assert hook.apply()["feature_views"] == ["customer_activity"]
 
     with pytest.raises(
-        ConfigurationError, match="Unknown Feast feature view 'nope'.*known views: customer_activity"
+        ConfigurationError, match=r"Unknown Feast feature view 'nope'.*known views: customer_activity"
     ):
         hook.get_feature_view("nope")
     with pytest.raises(ConfigurationError, match="known services: churn_model_v1"):

@@ -53,7 +53,7 @@ def test_load_suite_rejects_invalid_expectation(hook: GXHook, tmp_path: Path) ->
     )
     with pytest.raises(ConfigurationError, match="invalid expectations"):
         hook.load_suite(bad)
-    with pytest.raises(ConfigurationError, match="missing.json"):
+    with pytest.raises(ConfigurationError, match=r"missing\.json"):
         hook.load_suite(tmp_path / "missing.json")
 
 
@@ -67,7 +67,7 @@ def test_read_batch_parquet_csv_missing_and_corrupt(hook: GXHook, tmp_path: Path
     frame.head(5).to_csv(csv, index=False)
     assert list(hook.read_batch(str(csv)).columns) == list(frame.columns)
 
-    with pytest.raises(DataNotFound, match="nowhere.parquet"):
+    with pytest.raises(DataNotFound, match=r"nowhere\.parquet"):
         hook.read_batch(str(tmp_path / "nowhere.parquet"))
 
     corrupt = _write(tmp_path / "c", "corrupt")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mlops_provider.hooks.mlflow import MLflowHook, hyperparameters_hash, strip_userinfo
+from mlops_provider.hooks.mlflow import MLflowHook, strip_userinfo
 from tests.mlflow_helpers import SENTINEL_PASSWORD, SENTINEL_TOKEN, connection_env
 
 
@@ -15,22 +15,19 @@ def _set_conn(monkeypatch: pytest.MonkeyPatch, **fields) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", **fields}))
 
 
-def test_hyperparameters_hash_ignores_key_order() -> None:
-    assert hyperparameters_hash({"a": 1, "b": [1, 2]}) == hyperparameters_hash({"b": [1, 2], "a": 1})
-    assert hyperparameters_hash({"a": 1}) != hyperparameters_hash({"a": 2})
-    assert len(hyperparameters_hash({})) == 16
-
-
 @pytest.mark.parametrize(
     ("fields", "tracking", "registry"),
     [
         ({"host": "http://mlflow:5000"}, "http://mlflow:5000", "http://mlflow:5000"),
         ({"host": "mlflow", "port": 5000}, "http://mlflow:5000", "http://mlflow:5000"),
-        ({"host": "sqlite:////tmp/m.db", "extra": {"registry_uri": "sqlite:////tmp/r.db"}}, "sqlite:////tmp/m.db",
-         "sqlite:////tmp/r.db"),
+        (
+            {"host": "sqlite:////tmp/m.db", "extra": {"registry_uri": "sqlite:////tmp/r.db"}},
+            "sqlite:////tmp/m.db",
+            "sqlite:////tmp/r.db",
+        ),
         ({"host": "/srv/mlruns"}, "/srv/mlruns", "/srv/mlruns"),
     ],
-)  # fmt: skip
+)
 def test_uris_from_connection(monkeypatch, fields, tracking, registry) -> None:
     _set_conn(monkeypatch, **fields)
     hook = MLflowHook()
@@ -44,8 +41,13 @@ def test_constructor_overrides_connection(monkeypatch) -> None:
 
 
 def test_credentials_env_is_scoped_and_restored(monkeypatch) -> None:
-    _set_conn(monkeypatch, host="http://mlflow:5000", login="u", password=SENTINEL_PASSWORD,
-              extra={"token": SENTINEL_TOKEN, "insecure_tls": True})  # fmt: skip
+    _set_conn(
+        monkeypatch,
+        host="http://mlflow:5000",
+        login="u",
+        password=SENTINEL_PASSWORD,
+        extra={"token": SENTINEL_TOKEN, "insecure_tls": True},
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "previous-user")
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     hook = MLflowHook()

@@ -12,9 +12,10 @@ import uuid
 
 import pytest
 
-from mlops_provider.canary import FAIL, NO_DATA, PASS, CanaryStrategy, MetricCheck, judge_poll
+from mlops_provider.canary import CanaryStrategy, MetricCheck, judge_poll
+from mlops_provider.canary.backends.kserve import DEFAULT_KSERVE_CHECKS
+from mlops_provider.constants import FAIL, NO_DATA, PASS
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
-from mlops_provider.hooks.kserve import DEFAULT_KSERVE_CHECKS
 from mlops_provider.hooks.prometheus import PrometheusHook
 from tests.mlflow_server import _free_port
 from tests.prometheus_server import PrometheusStack
@@ -172,8 +173,14 @@ def test_unreachable_prometheus_names_the_url() -> None:
 
 def test_connection_fields_and_test_connection(prometheus_stack, monkeypatch) -> None:
     host, port = prometheus_stack.url.rsplit(":", 1)
-    conn = {"conn_type": "prometheus", "host": host.removeprefix("http://"), "port": int(port),
-            "login": "alice", "password": "s3cr3t-pw", "extra": {"timeout": 3}}  # fmt: skip
+    conn = {
+        "conn_type": "prometheus",
+        "host": host.removeprefix("http://"),
+        "port": int(port),
+        "login": "alice",
+        "password": "s3cr3t-pw",
+        "extra": {"timeout": 3},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_PROMETHEUS_DEFAULT", json.dumps(conn))
     hook = PrometheusHook()
     assert (hook.base_url, hook.timeout) == (prometheus_stack.url, 3.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from tools.local_stack import LocalStack, free_port
 
-from mlops_provider.local_stack import LocalStack, free_port
 from tests.conftest import FEATURE_REPO, ROOT
 
 
@@ -16,8 +16,9 @@ def stack(tmp_path_factory):
     repo = state / "feature_repo"
     shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__", ".locks"))
     port = free_port()
-    stack = LocalStack(project_dir=ROOT, state_dir=state, airflow_port=port, mlflow_port=free_port(),
-                       feature_repo=repo)
+    stack = LocalStack(
+        project_dir=ROOT, state_dir=state, airflow_port=port, mlflow_port=free_port(), feature_repo=repo
+    )
     try:
         stack.start()
         yield stack

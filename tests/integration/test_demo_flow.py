@@ -1,6 +1,6 @@
 """The main job of `make demo`, under a real scheduler (airflow standalone on SQLite + mlflow server).
 
-The same code path as `make demo` (mlops_provider.demo.run_pipeline) on fewer rows: a backfill of the
+The same code path as `make demo` (tools.demo.run_pipeline) on fewer rows: a backfill of the
 feature pipeline; the first model trained on demand and promoted at once; then the last, drifted day
 lands and everything else follows by Assets: drift monitor, retraining, gate, canary walk, promotion,
 batch scoring. Then a script's `airflow dags trigger` re-runs that day, which must change nothing, and
@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from mlops_provider.demo import (
+from tools.demo import (
     FIRST,
     PIPELINE,
     demo_days,
@@ -22,6 +21,7 @@ from mlops_provider.demo import (
     model_summary,
     run_pipeline,
 )
+
 from mlops_provider.example_data.generator import GeneratorConfig, activity_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("standalone")]
@@ -93,7 +93,7 @@ def test_demo_flow_under_a_real_scheduler(stack):
     assert "champion" in summary and "canary=promoted" in summary
 
     # Batch scoring wrote the newest day's predictions.
-    from mlops_provider.scoring import read_log
+    from mlops_provider.ml.scoring import read_log
 
     log = read_log(
         f"{stack.data_root}/predictions/daily/churn_classifier/date={DAYS[-1]}/predictions.parquet"

@@ -17,8 +17,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from mlops_provider.local_stack import ADMIN_USER
+from tools.local_stack import ADMIN_USER
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("standalone")]
 
@@ -75,10 +74,27 @@ def seed(stack, tmp_path) -> dict[str, str]:
     canary.start(first)  # no champion yet: promoted at once
     canary.start(second)
     canary.deploy_step(second, 0)
-    poll = judge_poll(strategy, {"error_rate": (0.0, 0.0), "latency_p95_ms": (12.0, 10.0),
-                                 "prediction_psi": (0.02, None), "roc_auc": (0.84, 0.81)})  # fmt: skip
-    canary.record_verdict(second, 0, {"verdict": "pass", "step": 0, "weight": STEPS[0], "polls": ["pass"],
-                                      "checks": poll["checks"], "message": "every check passed"})  # fmt: skip
+    poll = judge_poll(
+        strategy,
+        {
+            "error_rate": (0.0, 0.0),
+            "latency_p95_ms": (12.0, 10.0),
+            "prediction_psi": (0.02, None),
+            "roc_auc": (0.84, 0.81),
+        },
+    )
+    canary.record_verdict(
+        second,
+        0,
+        {
+            "verdict": "pass",
+            "step": 0,
+            "weight": STEPS[0],
+            "polls": ["pass"],
+            "checks": poll["checks"],
+            "message": "every check passed",
+        },
+    )
     canary.deploy_step(second, 1)
 
     current = tmp_path / "current.parquet"
@@ -91,8 +107,12 @@ def seed(stack, tmp_path) -> dict[str, str]:
 def token(stack) -> str:
     """A JWT of the admin user, from the simple auth manager."""
     body = json.dumps({"username": ADMIN_USER, "password": stack.password}).encode()
-    request = urllib.request.Request(f"{stack.airflow_url}/auth/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"{stack.airflow_url}/auth/token",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=120) as resp:
         return json.loads(resp.read())["access_token"]
 
@@ -159,7 +179,8 @@ def test_the_ml_models_view_in_a_real_browser(stack, tmp_path, monkeypatch) -> N
 
             # A DAG run link navigates the Airflow UI itself, not the iframe.
             section.locator('a[data-nav="airflow"]').first.click()
-            expect(page).to_have_url(f"{stack.airflow_url}/dags/churn_training/runs/"
-                                     "scheduled__2026-01-03T00%3A00%3A00%2B00%3A00")  # fmt: skip
+            expect(page).to_have_url(
+                f"{stack.airflow_url}/dags/churn_training/runs/scheduled__2026-01-03T00%3A00%3A00%2B00%3A00"
+            )
         finally:
             browser.close()

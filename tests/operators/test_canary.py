@@ -1,69 +1,20 @@
-"""Canary rollouts on the batch backend against a real ``mlflow server``: steps, promotion, rollback."""
+"""The canary operators on the batch backend against a real ``mlflow server``: steps, promotion, rollback,
+and batch scoring. The ``rollout`` fixture is in tests/canary_rollout.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import pytest
-from mlflow import MlflowClient
 
 from mlops_provider.exceptions import ConfigurationError
+from mlops_provider.ml.scoring import read_log
 from mlops_provider.operators.canary import (
     BatchScoreOperator,
     CanaryDeployOperator,
     PromoteModelOperator,
     RollbackModelOperator,
 )
-from mlops_provider.operators.mlflow import MLflowRegisterModelOperator
-from mlops_provider.scoring import read_log
-from mlops_provider.sensors.canary import CanaryAnalysisSensor
-from mlops_provider.triggers.canary import CanaryAnalysisTrigger
-from tests.mlflow_helpers import log_model, task_context, unique_name
-
-STRATEGY = {"steps": [10, 50, 100], "interval_seconds": 0.05, "checks_per_step": 2, "failure_threshold": 1}
-
-
-@pytest.fixture
-def rollout(mlflow_conn, models, eval_data, tmp_path):
-    """A fresh registered model whose v1 (the truth) is the champion; returns a helper namespace."""
-    name = unique_name("canary")
-    client = MlflowClient(mlflow_conn.tracking_uri)
-    config = {
-        "traffic_uri": str(eval_data),
-        "log_root": str(tmp_path / "predictions"),
-        "label_column": "churned",
-    }
-    common = {"name": name, "backend": "batch", "backend_config": config, "strategy": STRATEGY}
-
-    class Rollout:
-        def register(self, kind: str, *, new_run: bool = False) -> str:
-            run_id = (
-                log_model(mlflow_conn.tracking_uri, kind)["run_id"] if new_run else models[kind]["run_id"]
-            )
-            op = MLflowRegisterModelOperator(task_id="register", name=name, run_id=run_id)
-            return op.execute(task_context())["version"]
-
-        def run(self, operator_class, **kwargs):
-            return operator_class(task_id="t", **(common | kwargs)).execute(task_context())
-
-        def analyse(self, version: str, step: int, **kwargs) -> dict:
-            return self.run(CanaryAnalysisSensor, version=version, step=step, deferrable=False, **kwargs)
-
-        def aliases(self) -> dict[str, str]:
-            return dict(client.get_registered_model(name).aliases)
-
-        def tags(self, version: str) -> dict[str, str]:
-            return client.get_model_version(name, version).tags
-
-        def history(self, version: str) -> list[dict]:
-            return json.loads(self.tags(version)["mlops.canary.history"])
-
-    r = Rollout()
-    r.name, r.config, r.common, r.client = name, config, common, client
-    first = r.register("truth")
-    assert r.run(CanaryDeployOperator, version=first)["status"] == "promoted"
-    return r
+from tests.canary_rollout import STRATEGY
+from tests.mlflow_helpers import task_context
 
 
 def test_the_first_model_is_promoted_at_once(rollout) -> None:
@@ -76,8 +27,14 @@ def test_a_good_challenger_walks_every_step_and_is_promoted(rollout) -> None:
     version = rollout.register("truth", new_run=True)  # a retrained model as good as the champion
     rollout.client.set_registered_model_alias(rollout.name, "challenger", version)
     started = rollout.run(CanaryDeployOperator)  # no version: the challenger
-    assert started == {"name": rollout.name, "version": version, "status": "progressing", "step": -1,
-                       "weight": 0, "reason": None}  # fmt: skip
+    assert started == {
+        "name": rollout.name,
+        "version": version,
+        "status": "progressing",
+        "step": -1,
+        "weight": 0,
+        "reason": None,
+    }
     assert rollout.aliases() == {"champion": "1", "canary": version, "challenger": version}
     for step, weight in enumerate(STRATEGY["steps"]):
         assert rollout.run(CanaryDeployOperator, version=version, step=step)["weight"] == weight
@@ -87,8 +44,12 @@ def test_a_good_challenger_walks_every_step_and_is_promoted(rollout) -> None:
         assert 0 < (log["variant"] == "canary").mean() <= weight / 100 + 0.08
         verdict = rollout.analyse(version, step)
         assert verdict["verdict"] == "pass" and verdict["polls"] == ["pass", "pass"]
-        assert {c["metric"] for c in verdict["checks"]} == {"error_rate", "latency_p95_ms", "prediction_psi",
-                                                             "roc_auc"}  # fmt: skip
+        assert {c["metric"] for c in verdict["checks"]} == {
+            "error_rate",
+            "latency_p95_ms",
+            "prediction_psi",
+            "roc_auc",
+        }
 
     promoted = rollout.run(PromoteModelOperator, version=version)
 
@@ -148,47 +109,6 @@ def test_a_new_challenger_supersedes_a_rollout_in_progress(rollout) -> None:
     assert rollout.aliases()["canary"] == new
 
 
-def test_no_data_makes_a_step_inconclusive(rollout, tmp_path) -> None:
-    version = rollout.register("weak")
-    rollout.common["strategy"] = STRATEGY | {"max_no_data": 2, "metrics": [
-        {"name": "auc", "query": "roc_auc", "threshold": 0.1, "direction": "higher"},
-    ]}  # fmt: skip
-    rollout.common["backend_config"] = rollout.config | {"label_column": None}  # labels not landed yet
-    rollout.run(CanaryDeployOperator, version=version)
-    rollout.run(CanaryDeployOperator, version=version, step=0)
-    verdict = rollout.analyse(version, 0)
-    assert verdict["verdict"] == "inconclusive" and "no data" in verdict["message"]
-    assert "inconclusive" in rollout.run(RollbackModelOperator, version=version)["reason"]
-
-
-def test_the_deferrable_sensor_hands_the_trigger_plain_json_and_the_trigger_decides(rollout) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
-
-    version = rollout.register("truth", new_run=True)
-    rollout.run(CanaryDeployOperator, version=version)
-    rollout.run(CanaryDeployOperator, version=version, step=0)
-    sensor = CanaryAnalysisSensor(
-        task_id="analyse", version=version, step=0, deferrable=True, **rollout.common
-    )
-    with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(task_context())
-    trigger = deferred.value.trigger
-    assert isinstance(trigger, CanaryAnalysisTrigger)
-    path, kwargs = trigger.serialize()
-    json.dumps(kwargs)  # only plain JSON reaches Airflow's database
-    assert kwargs["conn_id"] == "mlflow_default" and "password" not in json.dumps(kwargs)
-
-    async def first_event():
-        async for event in CanaryAnalysisTrigger(**kwargs).run():
-            return event.payload
-
-    event = asyncio.run(first_event())
-    assert event["status"] == "decided" and event["verdict"] == "pass", [c["message"] for c in event["polls"][-1]["checks"]]
-    recorded = sensor.execute_complete(task_context(), event)
-    assert recorded["verdict"] == "pass"
-    assert rollout.tags(version)["mlops.canary.verdict.0"]
-
-
 def test_bad_strategy_or_backend_config_fails_before_touching_anything(rollout) -> None:
     version = rollout.register("weak")
     with pytest.raises(ConfigurationError, match="strictly increasing"):
@@ -196,8 +116,11 @@ def test_bad_strategy_or_backend_config_fails_before_touching_anything(rollout) 
     with pytest.raises(ConfigurationError, match="unknown config key"):
         rollout.run(CanaryDeployOperator, version=version, backend_config=rollout.config | {"trafic": "x"})
     with pytest.raises(ConfigurationError, match="cannot compute"):
-        rollout.run(CanaryDeployOperator, version=version,
-                    strategy={"metrics": [{"name": "x", "query": "sum(rate(x[1m]))"}]})  # fmt: skip
+        rollout.run(
+            CanaryDeployOperator,
+            version=version,
+            strategy={"metrics": [{"name": "x", "query": "sum(rate(x[1m]))"}]},
+        )
     assert "canary" not in rollout.aliases()
 
 
@@ -206,8 +129,13 @@ def test_batch_scoring_follows_the_split_and_a_rerun_replaces_the_log(rollout, e
     rollout.run(CanaryDeployOperator, version=version)
     rollout.run(CanaryDeployOperator, version=version, step=1 - 1)
     output = str(tmp_path / "daily" / "predictions.parquet")
-    op = BatchScoreOperator(task_id="score", name=rollout.name, features_uri=str(eval_data), output_uri=output,
-                            keep_columns=["churned"])  # fmt: skip
+    op = BatchScoreOperator(
+        task_id="score",
+        name=rollout.name,
+        features_uri=str(eval_data),
+        output_uri=output,
+        keep_columns=["churned"],
+    )
     results = [op.execute(task_context()) for _ in range(2)]
     assert results[0] == results[1]
     assert results[0]["champion"] == "1" and results[0]["canary"] == version and results[0]["weight"] == 10

@@ -117,8 +117,9 @@ def test_a_drifted_day_is_logged_with_metrics_params_tags_and_reports(
     assert run.data.metrics["psi_spend_30d"] == pytest.approx(summary["features"]["spend_30d"]["psi"])
     client = MlflowClient(mlflow_conn.tracking_uri)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
-        "drift_report.json", "drift_report.html",
-    }  # fmt: skip
+        "drift_report.json",
+        "drift_report.html",
+    }
     mlflow.set_tracking_uri(mlflow_conn.tracking_uri)
     report = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/drift_report.json")
     assert report["drifted_features"] == summary["drifted_features"]
@@ -154,7 +155,7 @@ def test_missing_alias_data_and_bad_thresholds(mlflow_conn, model, tmp_path) -> 
     name, _ = model
     with pytest.raises(DataNotFound, match="has no 'production' alias"):
         detect(name, write_partition(tmp_path, START), alias="production")
-    with pytest.raises(DataNotFound, match="nope.parquet"):
+    with pytest.raises(DataNotFound, match=r"nope\.parquet"):
         detect(name, str(tmp_path / "nope.parquet"))
     with pytest.raises(ConfigurationError, match="unknown key"):
         DriftDetectOperator(
@@ -166,14 +167,18 @@ def test_missing_alias_data_and_bad_thresholds(mlflow_conn, model, tmp_path) -> 
 
 def test_the_trainers_reference_sample_feeds_the_operator(mlflow_conn, tmp_path) -> None:
     """End to end: the real trainer logs reference/sample.parquet and the operator finds it."""
-    from tests.trainer.test_trainer import FAST, run_trainer
+    from tests.trainer.conftest import FAST, run_trainer
     from tests.training_data import build_training_set
 
     training_set = build_training_set(tmp_path / "train")
     done = run_trainer(
-        training_set, mlflow_conn.tracking_uri, "drift-trainer", "--hyperparameters", json.dumps(FAST),
+        training_set,
+        mlflow_conn.tracking_uri,
+        "drift-trainer",
+        "--hyperparameters",
+        json.dumps(FAST),
         xcom_dir=tmp_path,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run_id = json.loads((tmp_path / "return.json").read_text())["run_id"]
     mlflow.set_tracking_uri(mlflow_conn.tracking_uri)

@@ -27,8 +27,17 @@ from tests.conftest import FEATURE_REPO, START_DAY
 VIEW = "customer_activity"
 SERVICE = "churn_model_v1"
 DAYS = [START_DAY + dt.timedelta(days=i) for i in range(3)]
-FEATURES = ["plan", "country", "tenure_days", "sessions_7d", "minutes_watched_7d", "spend_30d",
-            "support_tickets_30d", "failed_payments_90d", "days_since_last_login"]  # fmt: skip
+FEATURES = [
+    "plan",
+    "country",
+    "tenure_days",
+    "sessions_7d",
+    "minutes_watched_7d",
+    "spend_30d",
+    "support_tickets_30d",
+    "failed_payments_90d",
+    "days_since_last_login",
+]
 
 
 def midnight(day: dt.date) -> dt.datetime:
@@ -93,7 +102,8 @@ def materialize(conn_id: str, day: dt.date, **kwargs) -> dict:
 def online_rows(conn_id: str) -> list[tuple]:
     path = FeastHook(feast_conn_id=conn_id).get_store().config.online_store.path
     with sqlite3.connect(path) as con:
-        return con.execute(f"SELECT * FROM churn_{VIEW} ORDER BY entity_key, feature_name").fetchall()
+        query = f"SELECT * FROM churn_{VIEW} ORDER BY entity_key, feature_name"  # noqa: S608 - a constant table name
+        return con.execute(query).fetchall()
 
 
 def landing_day(env, day: dt.date) -> pd.DataFrame:
@@ -121,9 +131,11 @@ def test_publish_writes_the_partition_and_overwrites_on_rerun(env):
     before = expected.read_bytes()
 
     again = FeastPublishPartitionOperator(
-        task_id="publish", feature_view=VIEW, source_uri=str(partition_path(env["landing"], VIEW, day)),
+        task_id="publish",
+        feature_view=VIEW,
+        source_uri=str(partition_path(env["landing"], VIEW, day)),
         partition=day.isoformat(),
-    ).execute({})  # fmt: skip
+    ).execute({})
 
     assert again == env["published"][0]
     assert expected.read_bytes() == before
@@ -134,7 +146,7 @@ def test_publish_rejects_a_missing_source_and_a_bad_partition(env, tmp_path):
     missing = FeastPublishPartitionOperator(
         task_id="p", feature_view=VIEW, source_uri=str(tmp_path / "nope.parquet"), partition="2026-01-04"
     )
-    with pytest.raises(DataNotFound, match="nope.parquet"):
+    with pytest.raises(DataNotFound, match=r"nope\.parquet"):
         missing.execute({})
     bad = FeastPublishPartitionOperator(task_id="p", feature_view=VIEW, source_uri="x", partition="yesterday")
     with pytest.raises(ConfigurationError, match="YYYY-MM-DD"):
@@ -191,8 +203,10 @@ def test_materialize_waits_for_the_view_lock(isolated):
 
 
 def test_concurrent_materializations_of_one_view_are_consistent(isolated, tmp_path, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_FEAST_SINGLE", feast_conn(FeastHook(feast_conn_id=isolated).repo_path,
-                                                               tmp_path / "single"))  # fmt: skip
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FEAST_SINGLE",
+        feast_conn(FeastHook(feast_conn_id=isolated).repo_path, tmp_path / "single"),
+    )
     (tmp_path / "single").mkdir()
     FeastApplyOperator(task_id="apply", feast_conn_id="feast_single").execute({})
     materialize("feast_single", DAYS[0])
@@ -257,9 +271,12 @@ def test_historical_features_are_point_in_time_correct(env, tmp_path):
     pd.DataFrame(entity_rows).to_parquet(entity_file)
 
     result = FeastHistoricalFeaturesOperator(
-        task_id="hist", feature_service=SERVICE, entity_df=str(entity_file),
-        output_uri=str(tmp_path / "out" / "training.parquet"), event_timestamp_column="label_time",
-    ).execute({"outlet_events": _outlet_events()})  # fmt: skip
+        task_id="hist",
+        feature_service=SERVICE,
+        entity_df=str(entity_file),
+        output_uri=str(tmp_path / "out" / "training.parquet"),
+        event_timestamp_column="label_time",
+    ).execute({"outlet_events": _outlet_events()})
 
     training = pd.read_parquet(result["uri"])
     assert result["rows"] == len(training) == 20 and result["dropped_rows"] == 20
@@ -324,9 +341,12 @@ def test_historical_features_from_a_glob_and_from_sql(env, tmp_path):
             columns="label_timestamp"
         ).to_sql("labels", con)
     op = FeastHistoricalFeaturesOperator(
-        task_id="hist", feature_service=SERVICE, output_uri=str(tmp_path / "sql.parquet"),
-        entity_df="SELECT customer_id, event_timestamp, churned FROM labels", entity_df_conn_id="labels_db",
-    )  # fmt: skip
+        task_id="hist",
+        feature_service=SERVICE,
+        output_uri=str(tmp_path / "sql.parquet"),
+        entity_df="SELECT customer_id, event_timestamp, churned FROM labels",
+        entity_df_conn_id="labels_db",
+    )
     op._sql_hook = lambda: _SqliteHook(db)  # the database, not Feast, is what this stands in for
     from_sql = op.execute({"outlet_events": _outlet_events()})
     assert from_sql["rows"] == 500
@@ -356,7 +376,7 @@ def test_historical_features_errors_name_the_problem(env, tmp_path):
     labels = partition_path(env["landing"], "churn_labels", DAYS[2])
     empty = tmp_path / "empty.parquet"
     pd.read_parquet(labels).iloc[:0].to_parquet(empty)
-    with pytest.raises(EmptyPartition, match="empty.parquet"):
+    with pytest.raises(EmptyPartition, match=r"empty\.parquet"):
         run(str(empty))
     with pytest.raises(ConfigurationError, match="no timestamp column 'label_ts'"):
         run(str(labels), event_timestamp_column="label_ts")

@@ -133,7 +133,7 @@ def test_empty_partition_skips(tmp_path: Path) -> None:
 
 def test_missing_partition_is_data_not_found(tmp_path: Path) -> None:
     path = _write(tmp_path / "landing", "missing_partition")
-    with pytest.raises(DataNotFound, match="date=2026-01-02/part-00000.parquet"):
+    with pytest.raises(DataNotFound, match=r"date=2026-01-02/part-00000\.parquet"):
         _operator(tmp_path, data=path, on_failure="quarantine").execute(CONTEXT)
 
 

@@ -17,7 +17,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
 from mlops_provider.operators.kubernetes import GPUTrainingOperator
-from mlops_provider.operators.training import trainer_command
+from mlops_provider.trainer.command import trainer_command
 
 SENTINEL_PASSWORD = "sentinel-Pa55word-7f3a"
 SENTINEL_TOKEN = "sentinel-token-91c2"
@@ -153,8 +153,11 @@ def test_credentials_only_as_secret_references(kubeconfig: str) -> None:
     manifest = render(kubeconfig, mlflow_secret_name="mlflow-auth")
     env = {e["name"]: e for e in trainer_container(manifest)["env"]}
     assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.mlops.svc:5000"
-    for variable, key in [("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password"),
-                          ("MLFLOW_TRACKING_TOKEN", "token")]:  # fmt: skip
+    for variable, key in [
+        ("MLFLOW_TRACKING_USERNAME", "username"),
+        ("MLFLOW_TRACKING_PASSWORD", "password"),
+        ("MLFLOW_TRACKING_TOKEN", "token"),
+    ]:
         assert "value" not in env[variable]
         assert env[variable]["valueFrom"]["secretKeyRef"] == {
             "name": "mlflow-auth",

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
-from mlops_provider.hooks.mlflow import hyperparameters_hash
+from mlops_provider.ml.lineage import hyperparameters_hash
 from mlops_provider.operators.mlflow import (
     MLflowDeleteAliasOperator,
     MLflowEvaluateGateOperator,
@@ -295,9 +295,11 @@ def test_register_and_gate_on_postgres_backend(postgres_mlflow, eval_data, monke
     weak = log_model(postgres_mlflow.tracking_uri, "weak")
     truth = log_model(postgres_mlflow.tracking_uri, "truth")
 
-    champion = [_register(name, run_id=weak["run_id"]) for _ in range(3)][0]["version"]
+    registered = [_register(name, run_id=weak["run_id"]) for _ in range(3)]  # re-runs reuse the version
+    champion = registered[0]["version"]
     client.set_registered_model_alias(name, "champion", champion)
-    candidate = [_register(name, run_id=truth["run_id"]) for _ in range(3)][0]["version"]
+    registered = [_register(name, run_id=truth["run_id"]) for _ in range(3)]
+    candidate = registered[0]["version"]
     result = _gate(name, candidate, eval_data)
 
     assert len(client.search_model_versions(f"name = '{name}'")) == 2

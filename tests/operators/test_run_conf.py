@@ -13,8 +13,14 @@ from mlops_provider.operators.run_conf import ValidateRunConfOperator, unknown_c
 def operator() -> ValidateRunConfOperator:
     from airflow.sdk import DAG, Param
 
-    with DAG("conf_check", schedule=None, params={"day": Param(None, type=["null", "string"]),
-                                                  "landing_path": Param(None, type=["null", "string"])}):  # fmt: skip
+    with DAG(
+        "conf_check",
+        schedule=None,
+        params={
+            "day": Param(None, type=["null", "string"]),
+            "landing_path": Param(None, type=["null", "string"]),
+        },
+    ):
         return ValidateRunConfOperator(task_id="validate_conf")
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from mlops_provider.exceptions import ConfigurationError, TrainingFailed, TrainingInputRejected
-from mlops_provider.operators.training import TrainModelOperator, as_dict, trainer_command
+from mlops_provider.operators.training import TrainModelOperator
+from mlops_provider.trainer.command import trainer_command
 from tests.training_data import build_training_set
 
 SENTINEL_PASSWORD = "sentinel-local-Pa55-4d1e"
@@ -125,16 +126,13 @@ def test_kubernetes_backend_builds_the_pod_with_the_same_command(
     assert pod["metadata"]["namespace"] == "ml"
 
 
-def test_rendered_hyperparameters_are_parsed() -> None:
-    assert as_dict('{"epochs": 3}') == {"epochs": 3}
-    assert as_dict("{'hidden': [8, 4]}") == {"hidden": [8, 4]}
-    assert as_dict(None) == {} and as_dict("") == {}
-    with pytest.raises(ConfigurationError, match="must be a mapping"):
-        as_dict("[1, 2]")
-
-
 def test_template_fields_cover_every_user_string() -> None:
     assert set(TrainModelOperator.template_fields) == {
-        "backend", "training_set_uri", "label_column", "hyperparameters", "experiment", "mlflow_conn_id",
+        "backend",
+        "training_set_uri",
+        "label_column",
+        "hyperparameters",
+        "experiment",
+        "mlflow_conn_id",
         "kubernetes_kwargs",
-    }  # fmt: skip
+    }

@@ -35,9 +35,11 @@ def repo(tmp_path, monkeypatch):
     )
     FeastApplyOperator(task_id="apply").execute({})
     FeastPublishPartitionOperator(
-        task_id="publish", feature_view=VIEW, partition=START_DAY.isoformat(),
+        task_id="publish",
+        feature_view=VIEW,
+        partition=START_DAY.isoformat(),
         source_uri=str(partition_path(tmp_path / "landing", VIEW, START_DAY)),
-    ).execute({})  # fmt: skip
+    ).execute({})
     return repo
 
 
@@ -89,5 +91,5 @@ def test_execute_complete_checks_the_event():
     assert done == {"feature_view": VIEW, "fresh_until": DAY_END}
     with pytest.raises(AirflowSensorTimeout, match="not yet"):
         sensor().execute_complete({}, {"status": "timeout", "message": "not yet", "fresh_until": None})
-    with pytest.raises(MlopsProviderError, match="did not become fresh.*boom"):
+    with pytest.raises(MlopsProviderError, match=r"did not become fresh.*boom"):
         sensor().execute_complete({}, {"status": "error", "message": "boom", "fresh_until": None})

@@ -22,9 +22,13 @@ def _first_event(trigger: MLflowModelVersionTrigger) -> dict:
 
 def test_serialize_round_trip_keeps_no_credentials() -> None:
     trigger = MLflowModelVersionTrigger(
-        name="churn", version=3, conn_id="mlflow_prod", tracking_uri=f"https://u:{SENTINEL_PASSWORD}@mlflow:443",
-        poll_interval=2.0, timeout=60.0,
-    )  # fmt: skip
+        name="churn",
+        version=3,
+        conn_id="mlflow_prod",
+        tracking_uri=f"https://u:{SENTINEL_PASSWORD}@mlflow:443",
+        poll_interval=2.0,
+        timeout=60.0,
+    )
     path, kwargs = trigger.serialize()
 
     assert path == "mlops_provider.triggers.mlflow.MLflowModelVersionTrigger"

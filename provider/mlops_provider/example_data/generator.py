@@ -242,7 +242,7 @@ def _apply_bad_mode(table: pa.Table, mode: str, day: dt.date) -> pa.Table:
         idx = table.column_names.index("tenure_days")
         return table.set_column(idx, "tenure_days", pc.cast(table["tenure_days"], pa.string()))
     if mode == "null_keys":
-        keys = pa.array(np.where(some, None, table["customer_id"].to_numpy()).tolist(), pa.int64())
+        keys = pa.array(table["customer_id"].to_numpy(), pa.int64(), mask=some)
         return table.set_column(0, "customer_id", keys)
     if mode == "duplicate_keys":
         return pa.concat_tables([table, table.filter(pa.array(some))])

@@ -28,6 +28,7 @@ from mlops_provider.exceptions import ConfigurationError, DataNotFound
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, FeatureView
+    from feast.repo_contents import RepoContents
 
 FEATURE_STORE_YAML = "feature_store.yaml"
 # Parsing a repo changes the working directory and sys.path, which are per process.
@@ -272,7 +273,7 @@ class FeastHook(BaseHook):
             "changes": sorted(changes),
         }
 
-    def _parse_repo(self):
+    def _parse_repo(self) -> RepoContents:
         """Import the repo's definition files the way ``feast apply`` does, without leaking modules."""
         from feast.repo_operations import get_repo_files, parse_repo, py_path_to_module
 
@@ -293,7 +294,9 @@ class FeastHook(BaseHook):
                 sys.path.remove(str(repo))
                 os.chdir(cwd)
 
-    def source_window_counts(self, feature_view: str, start, end) -> dict[str, int] | None:
+    def source_window_counts(
+        self, feature_view: str, start: dt.datetime, end: dt.datetime
+    ) -> dict[str, int] | None:
         """Count a FileSource-backed view's source rows and distinct entities with start <= ts <= end.
 
         Reads only the join keys and the timestamp column. The end bound is inclusive because

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
     from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.data_context import EphemeralDataContext
+    from great_expectations.datasource.fluent.sql_datasource import QueryAsset, TableAsset
 
 DATA_DOCS_SITE = "airflow"
 
@@ -177,21 +178,26 @@ class GXHook(BaseHook):
         if (dataframe is None) == (sql is None):
             raise ConfigurationError("pass exactly one of dataframe or sql")
         context = self.context
-        if dataframe is not None:
-            source = context.data_sources.add_or_update_pandas("pandas")
-            _drop_asset(source, data_asset_name)
-            asset = source.add_dataframe_asset(data_asset_name)
-            batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+        if sql is None:  # exactly one is given: the DataFrame
+            pandas_source = context.data_sources.add_or_update_pandas("pandas")
+            _drop_asset(pandas_source, data_asset_name)
+            frame_asset = pandas_source.add_dataframe_asset(data_asset_name)
+            batch_definition = frame_asset.add_batch_definition_whole_dataframe("batch")
             batch_parameters: dict[str, Any] | None = {"dataframe": dataframe}
         else:
-            source = context.data_sources.add_or_update_sql("sql", connection_string=self.sqlalchemy_url())
-            _drop_asset(source, data_asset_name)
+            sql_source = context.data_sources.add_or_update_sql(
+                "sql", connection_string=self.sqlalchemy_url()
+            )
+            _drop_asset(sql_source, data_asset_name)
+            sql_asset: QueryAsset | TableAsset
             if any(ch.isspace() for ch in sql.strip()):
-                asset = source.add_query_asset(data_asset_name, query=sql)
+                sql_asset = sql_source.add_query_asset(data_asset_name, query=sql)
             else:
                 schema, _, table = sql.strip().rpartition(".")
-                asset = source.add_table_asset(data_asset_name, table_name=table, schema_name=schema or None)
-            batch_definition = asset.add_batch_definition_whole_table("batch")
+                sql_asset = sql_source.add_table_asset(
+                    data_asset_name, table_name=table, schema_name=schema or None
+                )
+            batch_definition = sql_asset.add_batch_definition_whole_table("batch")
             batch_parameters = None
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=data_asset_name, data=batch_definition, suite=suite)

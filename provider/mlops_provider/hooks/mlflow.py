@@ -17,16 +17,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 
+from mlops_provider.constants import FINGERPRINT_TAGS
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
-from mlops_provider.lineage import hyperparameters_hash
-from mlops_provider.mlflow_headers import defer_feast_request_headers
+from mlops_provider.hooks.mlflow_client import defer_feast_request_headers, filter_literal
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-TAG_PREFIX = "mlops."
-FINGERPRINT_TAGS = ("mlops.data_fingerprint", "mlops.code_version", "mlops.hyperparameters_hash")
 # Substrings of MLflow's REST errors that mean "the server did not answer", not "the server said no".
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "ConnectionError", "timeout exception")
 
@@ -73,7 +71,15 @@ class MLflowHook(BaseHook):
 
     @cached_property
     def _conn(self) -> Any:
-        conn = self.get_connection(self.mlflow_conn_id)
+        try:
+            conn = self.get_connection(self.mlflow_conn_id)
+        except Exception as error:  # the SDK's AirflowNotFoundException moved across versions
+            if type(error).__name__ != "AirflowNotFoundException":
+                raise
+            raise ConfigurationError(
+                f"MLflow connection {self.mlflow_conn_id!r} is not defined; create it with host = tracking URI "
+                '(e.g. AIRFLOW_CONN_MLFLOW_DEFAULT=\'{"conn_type": "mlflow", "host": "http://mlflow:5000"}\')'
+            ) from error
         for secret in (conn.password, (conn.extra_dejson or {}).get("token")):
             if secret:
                 from airflow.sdk.log import mask_secret
@@ -122,13 +128,20 @@ class MLflowHook(BaseHook):
         defer_feast_request_headers()  # else the first request imports feast: 10-20 s per process
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
-    def _env(self) -> dict[str, str]:
-        conn, extras = self._conn, self._extras
+    def credentials(self) -> dict[str, str]:
+        """MLflow's credential variables from the connection (secret: for a subprocess's environment only)."""
+        conn = self._conn
         env = {
             "MLFLOW_TRACKING_USERNAME": conn.login,
             "MLFLOW_TRACKING_PASSWORD": conn.password,
-            "MLFLOW_TRACKING_TOKEN": extras.get("token"),
+            "MLFLOW_TRACKING_TOKEN": self._extras.get("token"),
         }
+        return {key: str(value) for key, value in env.items() if value not in (None, "")}
+
+    def client_settings(self) -> dict[str, str]:
+        """MLflow's TLS and HTTP retry/timeout variables from the connection (nothing secret)."""
+        extras = self._extras
+        env: dict[str, Any] = {}
         if extras.get("insecure_tls") in (True, "true", "True", "1", 1):
             env["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
         retries = (
@@ -139,6 +152,19 @@ class MLflowHook(BaseHook):
         if extras.get("http_timeout") is not None:
             env["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(extras["http_timeout"]))
         return {key: str(value) for key, value in env.items() if value not in (None, "")}
+
+    def _env(self) -> dict[str, str]:
+        return {**self.credentials(), **self.client_settings()}
+
+    def process_env(self) -> dict[str, str]:
+        """Everything a separate MLflow client process needs: the tracking and registry URIs, the
+        credentials and the client settings (the local trainer's environment). Secrets are masked in logs.
+        """
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_REGISTRY_URI": self.registry_uri,
+            **self._env(),
+        }
 
     @contextlib.contextmanager
     def credentials_env(self) -> Iterator[None]:
@@ -229,16 +255,34 @@ class MLflowHook(BaseHook):
                 )
             return mlflow.pyfunc.load_model(path)
 
+    def download_artifact(self, run_id: str, artifact_path: str, dst_path: str) -> str:
+        """Download one artifact of run ``run_id`` into ``dst_path``; return its local path."""
+        import mlflow
+
+        with self.session():
+            return mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_path, dst_path=dst_path, tracking_uri=self.tracking_uri
+            )
+
+    def read_artifact_text(self, run_id: str, artifact_path: str) -> str:
+        """The text of one artifact of run ``run_id`` (a JSON report, say)."""
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(prefix="mlops-artifact-") as tmp:
+            return Path(self.download_artifact(run_id, artifact_path, tmp)).read_text()
+
     def find_version_by_fingerprint(
-        self, name: str, *, data_fingerprint: str, code_version: str, hyperparameters: dict[str, Any]
+        self, name: str, *, data_fingerprint: str, code_version: str, hyperparameters_hash: str
     ) -> ModelVersion | None:
         """Return the newest READY version of ``name`` trained on the same data, code and hyperparameters."""
         from mlflow.exceptions import MlflowException
 
-        values = (data_fingerprint, code_version, hyperparameters_hash(hyperparameters))
-        clauses = [f"name = '{_quote(name)}'"]
+        values = (data_fingerprint, code_version, hyperparameters_hash)
+        clauses = [f"name = {filter_literal(name)}"]
         clauses += [
-            f"tags.`{tag}` = '{_quote(value)}'" for tag, value in zip(FINGERPRINT_TAGS, values, strict=True)
+            f"tags.`{tag}` = {filter_literal(value)}"
+            for tag, value in zip(FINGERPRINT_TAGS, values, strict=True)
         ]
         with self.session() as client:
             try:
@@ -249,20 +293,3 @@ class MLflowHook(BaseHook):
                 raise
         ready = [v for v in versions if v.status == "READY"]
         return max(ready, key=lambda v: int(v.version)) if ready else None
-
-
-def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version number ``alias`` of model ``name`` points at, or None when the alias (or model) is absent."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as err:
-        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise
-
-
-def _quote(value: str) -> str:
-    """Escape a value for an MLflow search filter string."""
-    return str(value).replace("\\", "\\\\").replace("'", "\\'")

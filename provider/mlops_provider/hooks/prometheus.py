@@ -1,8 +1,8 @@
 """Prometheus instant queries for the ``kserve`` canary analysis, over the HTTP API with the stdlib only.
 
-:meth:`PrometheusHook.variant_values` evaluates each :class:`~mlops_provider.canary.MetricCheck`'s PromQL
-template once per variant (canary and champion revision) and returns the ``{metric: (canary, champion)}``
-mapping that :func:`mlops_provider.canary.judge_poll` judges.
+:meth:`PrometheusHook.variant_values` evaluates named PromQL templates (anything with ``name`` and
+``query``, such as the canary's metric checks) once per variant (canary and champion revision) and
+returns the ``{name: (canary, champion)}`` mapping the canary analysis judges.
 """
 
 from __future__ import annotations
@@ -16,15 +16,24 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow.sdk import BaseHook
 
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
 from mlops_provider.hooks.mlflow import strip_userinfo
 
-if TYPE_CHECKING:
-    from mlops_provider.canary import MetricCheck
+
+class NamedQuery(Protocol):
+    """A PromQL template with a ``{revision}`` placeholder, under a name (read-only: a frozen
+    :class:`~mlops_provider.canary.MetricCheck` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def query(self) -> str: ...
+
 
 DEFAULT_TIMEOUT_S = 10.0
 # Prometheus error types that a retry can fix; every other one is a bad query.
@@ -64,8 +73,13 @@ class PrometheusHook(BaseHook):
 
     @cached_property
     def base_url(self) -> str:
-        """The base URL, from the constructor or the connection's host (and port)."""
+        """The base URL, from the constructor or the connection's host (and port); always http(s)."""
         if self._base_url:
+            if not re.match(r"^https?://", self._base_url, re.IGNORECASE):
+                # urlopen would also read file:// and ftp:// URLs.
+                raise ConfigurationError(
+                    f"Prometheus URL {strip_userinfo(self._base_url)!r} must start with http:// or https://."
+                )
             return self._base_url.rstrip("/")
         host = (self._conn.host or "").strip()
         if not host:
@@ -104,9 +118,9 @@ class PrometheusHook(BaseHook):
         """GET ``path`` and return the ``data`` of Prometheus's JSON envelope."""
         safe_url = strip_userinfo(self.base_url) + path
         url = self.base_url + path + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        request = urllib.request.Request(url, headers=self._headers())
+        request = urllib.request.Request(url, headers=self._headers())  # noqa: S310 - base_url is http(s)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - ditto
                 body = json.loads(response.read())
         except urllib.error.HTTPError as err:
             # Prometheus answers a bad query with 400/422 and a JSON error envelope.
@@ -168,7 +182,7 @@ class PrometheusHook(BaseHook):
         return None if math.isnan(value) else value
 
     def variant_values(
-        self, checks: Iterable[MetricCheck], revisions: Mapping[str, str | None]
+        self, checks: Iterable[NamedQuery], revisions: Mapping[str, str | None]
     ) -> dict[str, tuple[float | None, float | None]]:
         """Evaluate each check's ``{revision}`` template for the canary and the champion revision.
 
@@ -177,11 +191,11 @@ class PrometheusHook(BaseHook):
         :param revisions: ``{"canary": revision, "champion": revision}``; a variant without a revision
             gets None (no data).
         :return: ``{check name: (canary value, champion value)}``, the input of
-            :func:`mlops_provider.canary.judge_poll`.
+            :func:`mlops_provider.canary.analysis.judge_poll`.
         """
         values: dict[str, tuple[float | None, float | None]] = {}
         for check in checks:
-            pair = []
+            pair: list[float | None] = []
             for variant in ("canary", "champion"):
                 revision = revisions.get(variant)
                 if not revision:

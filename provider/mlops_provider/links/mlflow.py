@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 
 
 def _result(ti_key: TaskInstanceKey) -> dict[str, Any]:
-    value = BaseXCom.get_value(ti_key=ti_key, key="return_value")
+    # Airflow's own types disagree: get_link receives a TaskInstanceKey (a NamedTuple, read-only fields),
+    # get_value asks for a TIKeyProtocol with settable ones; it only reads them.
+    value = BaseXCom.get_value(ti_key=ti_key, key="return_value")  # type: ignore[arg-type]
     return value if isinstance(value, dict) else {}
+
+
+# Both links are attached only to the provider's MLflow operators, whose ``hook`` is an MLflowHook; the
+# ``operator`` parameter is typed BaseOperator by Airflow's signature, hence the attr-defined ignores.
 
 
 class MLflowRunLink(BaseOperatorLink):

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from mlops_provider.canary_tasks import CANARY_FIELDS, CanaryTask
+from mlops_provider.constants import CANARY, CHALLENGER, CHAMPION
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.utils.canary import CANARY_FIELDS, CanaryTask
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -33,14 +34,14 @@ class CanaryDeployOperator(CanaryTask):
     :param version: the version to roll out; default the ``canary``, else the ``challenger`` alias.
     :param step: the strategy step to deploy; None only starts the rollout.
     :param backend: ``batch`` or ``kserve``.
-    :param backend_config: the backend's settings (see :mod:`mlops_provider.canary_backends`).
+    :param backend_config: the backend's settings (see :mod:`mlops_provider.canary.backends`).
     :param strategy: the rollout strategy as a dict (see :class:`~mlops_provider.canary.CanaryStrategy`).
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"name", "version", "status", "step", "weight", "reason"}``.
     """
 
     template_fields = (*CANARY_FIELDS, "step")
-    default_aliases = ("challenger",)
+    default_aliases = (CHALLENGER,)
 
     def __init__(self, *, step: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -116,7 +117,7 @@ def _failed_analysis(state: dict[str, Any]) -> str:
 class BatchScoreOperator(BaseOperator):
     """Score a batch of entities with the current split: the champion, and the canary's share.
 
-    Entities go to the canary by a stable hash of ``entity_column`` (see :mod:`mlops_provider.scoring`).
+    Entities go to the canary by a stable hash of ``entity_column`` (see :mod:`mlops_provider.ml.scoring`).
     The prediction log at ``output_uri`` is replaced whole, so a re-run writes no duplicate rows.
 
     :param name: registered model name.
@@ -153,9 +154,9 @@ class BatchScoreOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_provider import scoring
         from mlops_provider.canary import CanaryController, CanaryStrategy
-        from mlops_provider.canary_backends import read_frame
+        from mlops_provider.ml import scoring
+        from mlops_provider.ml.io import newest_match, read_parquet
 
         hook = MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
         with hook.session() as client:
@@ -165,18 +166,28 @@ class BatchScoreOperator(BaseOperator):
                 f"{self.name!r} has no 'champion' alias: nothing to score with. Run the canary rollout "
                 "(or set the alias) first."
             )
-        resolved, frame = read_frame(self.features_uri)
+        resolved = newest_match(self.features_uri)
+        frame = read_parquet(resolved, "Features to score")
         self.log.info(
-            "Scoring %d row(s) of %s: champion v%s%s.", len(frame), resolved, split["champion"],
+            "Scoring %d row(s) of %s: champion v%s%s.",
+            len(frame),
+            resolved,
+            split["champion"],
             f", canary v{split['canary']} at {split['weight']}%" if split["canary"] else "",
-        )  # fmt: skip
-        models = {scoring.CHAMPION: (split["champion"], hook.load_model(self.name, split["champion"]))}
+        )
+        models = {CHAMPION: (split["champion"], hook.load_model(self.name, split["champion"]))}
         if split["canary"]:
-            models[scoring.CANARY] = (split["canary"], hook.load_model(self.name, split["canary"]))
+            models[CANARY] = (split["canary"], hook.load_model(self.name, split["canary"]))
         predictions = scoring.score(
-            frame, models, entity_column=self.entity_column, weight=split["weight"], salt=self.name,
-            keep_columns=self.keep_columns, request_rows=self.request_rows, log=self.log,
-        )  # fmt: skip
+            frame,
+            models,
+            entity_column=self.entity_column,
+            weight=split["weight"],
+            salt=self.name,
+            keep_columns=self.keep_columns,
+            request_rows=self.request_rows,
+            log=self.log,
+        )
         scoring.write_log(predictions, self.output_uri)
         return {
             "output_uri": self.output_uri,

@@ -1,7 +1,7 @@
 """Detect feature drift of the latest partition against the reference sample of a registered model.
 
 The trainer logs ``reference/sample.parquet`` (a seeded sample of the training split) in the model's
-run; the operator compares the latest feature partition with it (see :mod:`mlops_provider.drift`)
+run; the operator compares the latest feature partition with it (see :mod:`mlops_provider.ml.drift`)
 and records one MLflow run per (model version, data, thresholds), so re-runs reuse it.
 """
 
@@ -16,18 +16,21 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from mlops_provider.drift import (
+from mlops_provider.constants import (
     DATASET_DRIFT_TAG,
     DRIFT_EXPERIMENT,
+    DRIFT_KEY_TAG,
+    DRIFT_MODEL_TAG,
+    DRIFT_MODEL_VERSION_TAG,
     DRIFTED_FEATURES_TAG,
-    MODEL_TAG,
-    MODEL_VERSION_TAG,
-    check_thresholds,
 )
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
-from mlops_provider.hooks.mlflow import MLflowHook, _quote
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow_client import find_run_by_key, is_missing, record_run
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
-from mlops_provider.operators.mlflow import _MAX_TAG, _fingerprint
+from mlops_provider.ml.drift import check_thresholds
+from mlops_provider.ml.io import read_parquet
+from mlops_provider.ml.lineage import frame_fingerprint
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 REFERENCE_DIR = "reference"
 REFERENCE_SAMPLE = f"{REFERENCE_DIR}/sample.parquet"
 REPORT_JSON, REPORT_HTML = "drift_report.json", "drift_report.html"
-KEY_TAG = "mlops.drift.key"
 
 
 class DriftDetectOperator(BaseOperator):
@@ -46,7 +48,7 @@ class DriftDetectOperator(BaseOperator):
     Numeric features are tested with PSI and Kolmogorov-Smirnov, categorical ones with the
     Jensen-Shannon distance and chi-squared; a feature drifts when both its effect size and its test
     pass their thresholds, the dataset when the share of drifted features reaches ``drift_share``
-    (see :func:`mlops_provider.drift.detect`). Each detection is an MLflow run in ``experiment`` with
+    (see :func:`mlops_provider.ml.drift.detect`). Each detection is an MLflow run in ``experiment`` with
     the metrics, ``drift_report.json``, ``drift_report.html`` and the tag
     ``mlops.drift.dataset_drift``; a re-run for the same model version, data and thresholds reuses it.
 
@@ -125,7 +127,7 @@ class DriftDetectOperator(BaseOperator):
         return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_provider import drift
+        from mlops_provider.ml import drift
 
         # Templated values arrive as strings: a JSON object, a number.
         if isinstance(self.thresholds, str):
@@ -184,15 +186,11 @@ class DriftDetectOperator(BaseOperator):
         }
 
     def _load_current(self) -> pd.DataFrame:
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.read_table(self.current_uri.removeprefix("file://")).to_pandas()
-        except (FileNotFoundError, OSError) as err:
-            raise DataNotFound(
-                f"Current feature partition {self.current_uri!r} could not be read ({err}); check that "
-                "the feature pipeline published it."
-            ) from err
+        return read_parquet(
+            self.current_uri,
+            "Current feature partition",
+            "Check that the feature pipeline published it.",
+        )
 
     def _resolve_model(self, client: MlflowClient) -> tuple[str, str]:
         """Return (version, run id) of the model behind the alias."""
@@ -201,7 +199,7 @@ class DriftDetectOperator(BaseOperator):
         try:
             mv = client.get_model_version_by_alias(self.name, self.alias)
         except MlflowException as err:
-            if getattr(err, "error_code", "") not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if not is_missing(err):
                 raise
             raise DataNotFound(
                 f"Model {self.name!r} has no {self.alias!r} alias, so there is no reference to test drift "
@@ -217,9 +215,6 @@ class DriftDetectOperator(BaseOperator):
     def _load_reference(self, client: MlflowClient, version: str, run_id: str) -> pd.DataFrame:
         import tempfile
 
-        import mlflow
-        import pyarrow.parquet as pq
-
         logged = {a.path for a in client.list_artifacts(run_id, REFERENCE_DIR)}
         if REFERENCE_SAMPLE not in logged:
             raise DataNotFound(
@@ -228,13 +223,9 @@ class DriftDetectOperator(BaseOperator):
                 "trainer to get a drift reference."
             )
         with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=REFERENCE_SAMPLE,
-                dst_path=tmp,
-                tracking_uri=self.hook.tracking_uri,
+            return read_parquet(
+                self.hook.download_artifact(run_id, REFERENCE_SAMPLE, tmp), "Reference sample"
             )
-            return pq.read_table(path).to_pandas()
 
     def _features(self, reference: pd.DataFrame) -> list[str]:
         if not self.feature_columns:
@@ -257,7 +248,7 @@ class DriftDetectOperator(BaseOperator):
         spec = [
             self.name,
             version,
-            _fingerprint(current[features]),
+            frame_fingerprint(current[features]),
             features,
             self.categorical,
             self.thresholds,
@@ -267,85 +258,52 @@ class DriftDetectOperator(BaseOperator):
 
     def _reuse(self, client: MlflowClient, key: str) -> tuple[dict[str, Any] | None, str | None]:
         """Return the report and run of an earlier detection with the same key, else (None, None)."""
-        import tempfile
-        from pathlib import Path
-
-        import mlflow
-
-        experiment = client.get_experiment_by_name(self.experiment)
-        if experiment is None:
+        run = find_run_by_key(client, self.experiment, DRIFT_KEY_TAG, key)
+        if run is None:
             return None, None
-        # The key tag is set last, so a run that carries it logged its report completely.
-        runs = client.search_runs(
-            [experiment.experiment_id],
-            filter_string=f"tags.`{KEY_TAG}` = '{_quote(key)}'",
-            order_by=["attributes.start_time ASC"],
-            max_results=1,
-        )
-        if not runs:
-            return None, None
-        run_id = runs[0].info.run_id
-        with tempfile.TemporaryDirectory(prefix="mlops-drift-") as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=REPORT_JSON, dst_path=tmp, tracking_uri=self.hook.tracking_uri
-            )
-            report = json.loads(Path(path).read_text())
-        self.log.info("Reusing drift run %s: same model version, data and thresholds.", run_id)
-        return report, run_id
+        report = json.loads(self.hook.read_artifact_text(run.info.run_id, REPORT_JSON))
+        self.log.info("Reusing drift run %s: same model version, data and thresholds.", run.info.run_id)
+        return report, run.info.run_id
 
     def _record(
         self, client: MlflowClient, version: str, model_run_id: str, key: str, report: dict[str, Any]
     ) -> str:
-        import time
+        from mlops_provider.ml.drift import render_html
 
-        from mlflow.entities import Metric, Param
-
-        from mlops_provider.drift import render_html
-
-        experiment_id = _experiment_id(client, self.experiment)
-        run = client.create_run(experiment_id, run_name=f"drift-{self.name}-v{version}")
-        run_id = run.info.run_id
-        try:
-            now = int(time.time() * 1000)
-            metrics = {
-                "drift_share": report["drift_share"],
-                "dataset_drift": float(report["dataset_drift"]),
-                "drifted_features": float(len(report["drifted_features"])),
-            }
-            for feature, r in report["features"].items():
-                if r["psi"] is not None:
-                    metrics[f"psi_{feature}"] = r["psi"]
-            params = {
+        metrics = {
+            "drift_share": report["drift_share"],
+            "dataset_drift": float(report["dataset_drift"]),
+            "drifted_features": float(len(report["drifted_features"])),
+        }
+        metrics |= {f"psi_{f}": r["psi"] for f, r in report["features"].items() if r["psi"] is not None}
+        title = f"Feature drift of {self.name} v{version} ({self.alias}): {self.current_uri}"
+        return record_run(
+            client,
+            self.experiment,
+            f"drift-{self.name}-v{version}",
+            key_tag=DRIFT_KEY_TAG,
+            key=key,
+            metrics=metrics,
+            params={
                 "model_name": self.name,
                 "model_alias": self.alias,
                 "model_version": version,
                 "model_run_id": model_run_id,
-                "current_uri": self.current_uri[:_MAX_TAG],
-                "current_rows": str(report["current_rows"]),
-                "drift_share_threshold": str(report["drift_share_threshold"]),
-            }
-            client.log_batch(
-                run_id,
-                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                params=[Param(k, v) for k, v in params.items()],
-            )
-            client.log_text(run_id, json.dumps(report, indent=2, sort_keys=True), REPORT_JSON)
-            title = f"Feature drift of {self.name} v{version} ({self.alias}): {self.current_uri}"
-            client.log_text(run_id, render_html(report, title=title), REPORT_HTML)
-            tags = {
+                "current_uri": self.current_uri,
+                "current_rows": report["current_rows"],
+                "drift_share_threshold": report["drift_share_threshold"],
+            },
+            texts={
+                REPORT_JSON: json.dumps(report, indent=2, sort_keys=True),
+                REPORT_HTML: render_html(report, title=title),
+            },
+            tags={
                 DATASET_DRIFT_TAG: str(report["dataset_drift"]).lower(),
-                DRIFTED_FEATURES_TAG: ",".join(report["drifted_features"])[:_MAX_TAG],
-                MODEL_TAG: self.name,
-                MODEL_VERSION_TAG: version,
-                KEY_TAG: key,
-            }
-            for tag, value in tags.items():  # the key last: it marks the run as complete
-                client.set_tag(run_id, tag, value)
-            client.set_terminated(run_id)
-        except BaseException:
-            client.set_terminated(run_id, status="FAILED")
-            raise
-        return run_id
+                DRIFTED_FEATURES_TAG: ",".join(report["drifted_features"]),
+                DRIFT_MODEL_TAG: self.name,
+                DRIFT_MODEL_VERSION_TAG: version,
+            },
+        )
 
 
 def _is_template(value: Any) -> bool:
@@ -360,17 +318,3 @@ def _check_drift_share(value: Any) -> float:
     if not 0 < share <= 1:
         raise ConfigurationError(f"drift_share must be a number in (0, 1], got {value!r}.")
     return share
-
-
-def _experiment_id(client: MlflowClient, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException as err:  # a parallel task created it first
-        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise
-        return client.get_experiment_by_name(name).experiment_id

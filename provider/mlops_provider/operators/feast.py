@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator, Context
 
+from mlops_provider.assets import training_set_asset
 from mlops_provider.exceptions import ConfigurationError, DataNotFound, EmptyPartition
 from mlops_provider.hooks.feast import FeastHook, parse_instant
+from mlops_provider.ml.io import write_atomically
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,18 +25,6 @@ if TYPE_CHECKING:
 
 PART_FILE = "part-00000.parquet"
 SQL_PREFIXES = ("select", "with")
-
-
-def _write_atomically(destination: ObjectStoragePath, write: Any) -> None:
-    """Write through ``write(file)`` to a hidden sibling, then rename it over ``destination``.
-
-    Readers never see a half-written file; parquet readers skip names starting with a dot.
-    """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.parent / f".{destination.name}.partial"
-    with partial.open("wb") as handle:
-        write(handle)
-    partial.rename(destination)
 
 
 def _num_rows(path: ObjectStoragePath) -> int:
@@ -119,7 +109,7 @@ class FeastPublishPartitionOperator(_FeastOperator):
                 while chunk := src.read(1 << 20):
                     handle.write(chunk)
 
-        _write_atomically(target, copy)
+        write_atomically(target, copy)
         rows = _num_rows(target)
         self.log.info("Published %d rows of %s to %s", rows, self.feature_view, target)
         return {"uri": str(target), "rows": rows}
@@ -168,17 +158,21 @@ class FeastMaterializeOperator(_FeastOperator):
             raise ConfigurationError(f"Empty materialization window: start {start} is not before end {end}.")
         names = self.feature_views or [view.name for view in self.hook.get_store().list_feature_views()]
         views = {name: self._materialize_view(name, start, end) for name in names}
-        result = {"start": start.isoformat(), "end": end.isoformat(), "views": views}
+        window = {"start": start.isoformat(), "end": end.isoformat()}
         for outlet in self.outlets:  # consumers learn which window is now online
             if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = {"start": result["start"], "end": result["end"]}
-        return result
+                context["outlet_events"][outlet].extra = dict(window)
+        return {**window, "views": views}
 
     def _materialize_view(self, name: str, start: dt.datetime, end: dt.datetime) -> dict[str, int | None]:
         hook = self.hook
         hook.get_feature_view(name)  # fail fast, listing the known views, before taking a lock
         with hook.view_lock(name):
-            counts = hook.source_window_counts(name, start, end) or {"rows": None, "entities": None}
+            counts: dict[str, int | None] = {
+                "rows": None,
+                "entities": None,
+                **(hook.source_window_counts(name, start, end) or {}),
+            }
             # Online stores keep the last value written, not the newest. When a later interval is already
             # online (a backfill, or runs finishing out of order), stretch the window to it: Feast writes
             # each entity's latest row in the window, so online values never move back in time.
@@ -199,14 +193,14 @@ class FeastMaterializeOperator(_FeastOperator):
         return counts
 
 
-def _fingerprint(uri: str, table: pa.Table) -> str:
+def _training_set_fingerprint(uri: str, table: pa.Table) -> str:
     """The trainer's ``mlops.data_fingerprint`` of the file just written, without reading it back remotely."""
     import tempfile
     from pathlib import Path
 
     import pyarrow.parquet as pq
 
-    from mlops_provider.lineage import data_fingerprint
+    from mlops_provider.ml.lineage import data_fingerprint
 
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(uri) if "://" not in uri else Path(tmp) / "training_set.parquet"
@@ -263,7 +257,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
     ) -> None:
         kwargs.setdefault(
             "outlets",
-            [Asset(uri=f"feast://training-sets/{feature_service}", name=f"training_set_{feature_service}")],
+            [training_set_asset(feature_service)],
         )
         super().__init__(**kwargs)
         self.feature_service = feature_service
@@ -284,7 +278,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         training = self._retrieve(service, entities)
         table = pa.Table.from_pandas(training, preserve_index=False)
         output = ObjectStoragePath(self.output_uri)
-        _write_atomically(output, lambda handle: pq.write_table(table, handle))
+        write_atomically(output, lambda handle: pq.write_table(table, handle))
 
         dropped = len(entities) - len(training)
         result = {
@@ -292,7 +286,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
             "rows": len(training),
             "columns": list(training.columns),
             "dropped_rows": dropped,
-            "fingerprint": _fingerprint(self.output_uri, table),
+            "fingerprint": _training_set_fingerprint(self.output_uri, table),
         }
         self.log.info("Wrote %d training rows (%d entity rows dropped) to %s", len(training), dropped, output)
         for outlet in self.outlets:
@@ -379,10 +373,6 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
     def _query(self, sql: str) -> pd.DataFrame:
         import pandas as pd
 
-        if not self.entity_df_conn_id:
-            raise ConfigurationError(
-                "entity_df is a SQL query but entity_df_conn_id is not set; name the database connection to run it."
-            )
         frame = self._sql_hook().get_df(sql, df_type="pandas")
         ts = self.event_timestamp_column
         if ts in frame.columns and not isinstance(frame[ts].dtype, pd.DatetimeTZDtype):
@@ -393,4 +383,8 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
     def _sql_hook(self) -> Any:
         from airflow.sdk import BaseHook
 
+        if not self.entity_df_conn_id:
+            raise ConfigurationError(
+                "entity_df is a SQL query but entity_df_conn_id is not set; name the database connection to run it."
+            )
         return BaseHook.get_connection(self.entity_df_conn_id).get_hook()

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
@@ -67,7 +67,7 @@ class GXValidateOperator(BaseOperator):
         "data_docs_dir",
         "batch_id",
     )
-    template_fields_renderers = {"sql": "sql", "suite_parameters": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"sql": "sql", "suite_parameters": "json"}
     operator_extra_links = (GXDataDocsLink(),)
 
     def __init__(
@@ -326,7 +326,9 @@ def _row_count(result: ExpectationSuiteValidationResult) -> int | None:
     """The batch's row count as GX measured it (a row count expectation, else any column map's size)."""
     results = result.results
     counts = [
-        r.result.get("observed_value") for r in results if "table_row_count" in r.expectation_config.type
+        r.result.get("observed_value")
+        for r in results
+        if r.expectation_config is not None and "table_row_count" in r.expectation_config.type
     ]
     counts += [r.result.get("element_count") for r in results]
     return next((c for c in counts if isinstance(c, int)), None)

@@ -16,7 +16,8 @@ from airflow.configuration import conf
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: TID253
 
 from mlops_provider.exceptions import ConfigurationError
-from mlops_provider.operators.training import mlflow_connection, tracking_uri, trainer_command
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.trainer.command import trainer_command
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -107,7 +108,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         tmp_size: str = "4Gi",
         mlflow_conn_id: str = "mlflow_default",
         tracking_uri: str | None = None,
-        mlflow_secret_name: str | None = "mlflow-credentials",
+        mlflow_secret_name: str | None = "mlflow-credentials",  # noqa: S107 - a Secret's name, not a secret
         namespace: str | None = None,
         name: str = "mlops-trainer",
         startup_timeout_seconds: int = 600,
@@ -142,8 +143,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
                 k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=tmp_size)),
             ],
             volume_mounts=[
-                k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
-                k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+                k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),  # noqa: S108 - the pod's own memory emptyDir
+                k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),  # noqa: S108 - the pod's own emptyDir
             ],
             security_context=k8s.V1PodSecurityContext(
                 run_as_non_root=True,
@@ -183,13 +184,15 @@ class GPUTrainingOperator(KubernetesPodOperator):
     def _trainer_env(self) -> list[k8s.V1EnvVar]:
         from kubernetes.client import models as k8s
 
+        # Only the URI and the client settings come from the connection: login, password and token stay
+        # in Airflow, and the pod reads them from the Secret.
+        hook = MLflowHook(self.mlflow_conn_id)
         env = [
-            k8s.V1EnvVar(
-                name="MLFLOW_TRACKING_URI", value=self.tracking_uri or self._connection_tracking_uri()
-            ),
+            k8s.V1EnvVar(name="MLFLOW_TRACKING_URI", value=self.tracking_uri or hook.tracking_uri),
+            *(k8s.V1EnvVar(name=k, value=v) for k, v in sorted(hook.client_settings().items())),
             # Home and temp on the writable emptyDir: the root filesystem is read-only.
-            k8s.V1EnvVar(name="HOME", value="/tmp"),
-            k8s.V1EnvVar(name="TMPDIR", value="/tmp"),
+            k8s.V1EnvVar(name="HOME", value="/tmp"),  # noqa: S108 - the pod's own emptyDir, see volumes
+            k8s.V1EnvVar(name="TMPDIR", value="/tmp"),  # noqa: S108 - the pod's own emptyDir, see volumes
             k8s.V1EnvVar(name="PYTHONUNBUFFERED", value="1"),
         ]
         if self.mlflow_secret_name:
@@ -205,10 +208,6 @@ class GPUTrainingOperator(KubernetesPodOperator):
                 for key, variable in MLFLOW_SECRET_KEYS.items()
             ]
         return env
-
-    def _connection_tracking_uri(self) -> str:
-        # Only the host is read: login, password and token stay in Airflow, the pod uses the Secret.
-        return tracking_uri(mlflow_connection(self.mlflow_conn_id))
 
 
 def _as_env_list(env_vars: Any) -> list[k8s.V1EnvVar]:

@@ -6,12 +6,14 @@ keeps writing to can never change a batch half-way through the pipeline.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
 from mlops_provider.exceptions import DataNotFound
+from mlops_provider.ml.io import write_atomically
 
 
 class ExtractPartitionOperator(BaseOperator):
@@ -43,10 +45,8 @@ class ExtractPartitionOperator(BaseOperator):
                 f"Partition {self.source_uri} does not exist. Check that upstream delivered this day's file "
                 "(and the landing_path param), then clear this task to re-run."
             )
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.parent / f".{destination.name}.partial"
-        source.copy(partial)
-        partial.rename(destination)  # readers never see a half-written staging file
+        with source.open("rb") as data:  # readers never see a half-written staging file
+            write_atomically(destination, lambda handle: shutil.copyfileobj(data, handle, 1 << 20))
         size = destination.stat().st_size
         self.log.info("Staged %s (%d bytes) at %s", self.source_uri, size, self.destination_uri)
         return {"source": self.source_uri, "uri": self.destination_uri, "bytes": size}

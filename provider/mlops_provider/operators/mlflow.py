@@ -7,7 +7,6 @@ champion reuses the recorded decision.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from functools import cached_property
@@ -15,9 +14,35 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, SkipMixin
 
+from mlops_provider.constants import (
+    DAG_ID_TAG,
+    DAG_RUN_ID_TAG,
+    DATA_INTERVAL_END_TAG,
+    DATA_INTERVAL_START_TAG,
+    GATE_CHAMPION_VERSION_TAG,
+    GATE_DECISION_TAG,
+    GATE_KEY_TAG,
+    GATE_REASON_TAG,
+    GATE_RESULT_TAG,
+    GATE_RUN_ID_TAG,
+    GATE_THRESHOLDS_TAG,
+    MLFLOW_RUN_ID_TAG,
+    SOURCE_TAG,
+    TAG_PREFIX,
+)
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
-from mlops_provider.hooks.mlflow import TAG_PREFIX, MLflowHook, _quote, alias_version
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow_client import (
+    alias_version,
+    filter_literal,
+    find_run_by_key,
+    is_missing,
+    record_run,
+    tag_value,
+)
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
+from mlops_provider.ml.io import read_parquet
+from mlops_provider.ml.lineage import frame_fingerprint
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +50,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-_MAX_TAG = 5000
 # greater_is_better of every metric the gate computes; thresholds may name only these.
 GATE_METRICS = {
     "roc_auc": True,
@@ -48,21 +72,6 @@ class _MLflowOperator(BaseOperator):
     @cached_property
     def hook(self) -> MLflowHook:
         return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
-
-def _tag_value(value: Any) -> str:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text[:_MAX_TAG]
-
-
-def _is_missing(err: Exception) -> bool:
-    return getattr(err, "error_code", "") in (
-        "RESOURCE_DOES_NOT_EXIST",
-        "INVALID_PARAMETER_VALUE",
-        "NOT_FOUND",
-    )
 
 
 class MLflowRegisterModelOperator(_MLflowOperator):
@@ -132,9 +141,11 @@ class MLflowRegisterModelOperator(_MLflowOperator):
     def _resolve_source(self, client: MlflowClient) -> tuple[str | None, str, str | None]:
         """Return (run id, source URI, logged model id) of what to register."""
         uri, run_id = self.model_uri, self.run_id
-        if not uri and not run_id:
-            raise ConfigurationError(f"Registering {self.name!r} needs model_uri or run_id; both are empty.")
         if not uri:
+            if not run_id:
+                raise ConfigurationError(
+                    f"Registering {self.name!r} needs model_uri or run_id; both are empty."
+                )
             outputs = client.get_run(run_id).outputs
             model_outputs = list(outputs.model_outputs) if outputs else []
             if model_outputs:
@@ -146,7 +157,7 @@ class MLflowRegisterModelOperator(_MLflowOperator):
             run = client.get_run(run_id)
             found = client.search_logged_models(
                 experiment_ids=[run.info.experiment_id],
-                filter_string=f"source_run_id = '{_quote(run_id)}' AND name = '{_quote(path)}'",
+                filter_string=f"source_run_id = {filter_literal(run_id)} AND name = {filter_literal(path)}",
             )
             if found:
                 return run_id, f"models:/{found[0].model_id}", found[0].model_id
@@ -157,12 +168,16 @@ class MLflowRegisterModelOperator(_MLflowOperator):
         return run_id, uri, None
 
     def _existing_version(self, client: MlflowClient, run_id: str | None, source: str) -> ModelVersion | None:
-        name = f"name = '{_quote(self.name)}'"
-        key = f"run_id = '{_quote(run_id)}'" if run_id else f"tags.`mlops.source` = '{_quote(source)}'"
+        name = f"name = {filter_literal(self.name)}"
+        key = (
+            f"run_id = {filter_literal(run_id)}"
+            if run_id
+            else f"tags.`{SOURCE_TAG}` = {filter_literal(source)}"
+        )
         try:
             versions = client.search_model_versions(f"{name} AND {key}")
         except Exception as err:
-            if _is_missing(err):
+            if is_missing(err):
                 return None
             raise
         return min(versions, key=lambda v: int(v.version)) if versions else None
@@ -180,16 +195,15 @@ class MLflowRegisterModelOperator(_MLflowOperator):
         dag_run = context.get("dag_run")
         tags.update(
             {
-                "mlops.dag_id": getattr(dag_run, "dag_id", None)
-                or getattr(context.get("dag"), "dag_id", None),
-                "mlops.dag_run_id": getattr(dag_run, "run_id", None) or context.get("run_id"),
-                "mlops.data_interval_start": context.get("data_interval_start"),
-                "mlops.data_interval_end": context.get("data_interval_end"),
-                "mlops.mlflow_run_id": run_id,
-                "mlops.source": source,
+                DAG_ID_TAG: getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None),
+                DAG_RUN_ID_TAG: getattr(dag_run, "run_id", None) or context.get("run_id"),
+                DATA_INTERVAL_START_TAG: context.get("data_interval_start"),
+                DATA_INTERVAL_END_TAG: context.get("data_interval_end"),
+                MLFLOW_RUN_ID_TAG: run_id,
+                SOURCE_TAG: source,
             }
         )
-        return {k: _tag_value(v) for k, v in tags.items() if v is not None}
+        return {k: tag_value(v) for k, v in tags.items() if v is not None}
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
@@ -276,8 +290,9 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
 
     :param name: registered model name.
     :param data_fingerprint: fingerprint of the training set.
-    :param code_version: trainer image or code version; default: this package's version (what the
-        local backend runs). Pass the trainer image's version with the Kubernetes backend.
+    :param code_version: trainer code version; default: the package version plus a hash of the
+        reference trainer's sources, which the trainer computes the same way on a worker and in its
+        image. Pass your image's ``MLOPS_CODE_VERSION`` when you run your own trainer.
     :param hyperparameters: the training hyperparameters, a dict or its JSON text.
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"found": bool, "name", "version", "model_uri", "run_id"}``; the last three are None
@@ -303,7 +318,7 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
         self.hyperparameters = hyperparameters
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_provider.lineage import code_version
+        from mlops_provider.ml.lineage import code_version, hyperparameters_hash
 
         # The local backend runs this very package, so its version is the trainer's.
         self.code_version = self.code_version or code_version()
@@ -311,7 +326,7 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
             self.name,
             data_fingerprint=self.data_fingerprint,
             code_version=self.code_version,
-            hyperparameters=self.hyperparameters,
+            hyperparameters_hash=hyperparameters_hash(self.hyperparameters),
         )
         if mv is None:
             self.log.info(
@@ -422,9 +437,9 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     def execute(self, context: Context) -> dict[str, Any]:
         version = str(self.version)
         data = self._load_eval_data()
-        fingerprint = _fingerprint(data)
+        fingerprint = frame_fingerprint(data)
         with self.hook.session() as client:
-            candidate = client.get_model_version(self.name, version)
+            client.get_model_version(self.name, version)  # an unknown version fails here, named by MLflow
             champion = alias_version(client, self.name, self.champion_alias)
             if champion == version:
                 self.log.info(
@@ -436,11 +451,13 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
                 return self._result(
                     "pass", [f"version {version} is already the {self.champion_alias}"], {}, None
                 )
-            key = self._gate_key(fingerprint, champion)
-            result = self._reuse(client, candidate, key)
+            key = self._gate_key(version, fingerprint, champion)
+            result = self._reuse(client, key)
             if result is None:
                 result = self._evaluate(client, version, champion, data, fingerprint)
-                self._record(client, version, key, result)
+                result["gate_run_id"] = self._record(version, key, result, client)
+            # Tagged on every run, reused or not: a gate killed after its run was recorded still tags.
+            self._tag_version(client, version, key, result)
             if result["decision"] == "pass":
                 client.set_registered_model_alias(self.name, self.challenger_alias, version)
         self.log.info(
@@ -455,15 +472,11 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         return result
 
     def _load_eval_data(self) -> pd.DataFrame:
-        import pyarrow.parquet as pq
-
-        try:
-            data = pq.read_table(self.eval_data_uri).to_pandas()
-        except (FileNotFoundError, OSError) as err:
-            raise DataNotFound(
-                f"Held-out data {self.eval_data_uri!r} for the gate of {self.name!r} could not be read ({err}); "
-                "check that the latest labelled partition was published."
-            ) from err
+        data = read_parquet(
+            self.eval_data_uri,
+            f"Held-out data for the gate of {self.name!r}",
+            "Check that the latest labelled partition was published.",
+        )
         missing = [c for c in [self.label_column, *(self.feature_columns or [])] if c not in data.columns]
         if missing:
             raise ConfigurationError(f"Held-out data {self.eval_data_uri!r} lacks column(s) {missing}.")
@@ -471,22 +484,26 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             raise DataNotFound(f"Held-out data {self.eval_data_uri!r} has no rows; the gate cannot evaluate.")
         return data
 
-    def _gate_key(self, fingerprint: str, champion: str | None) -> str:
-        spec = json.dumps(
-            [fingerprint, champion, self.label_column, self.feature_columns, self.thresholds], sort_keys=True
-        )
-        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+    def _gate_key(self, version: str, fingerprint: str, champion: str | None) -> str:
+        spec = [
+            self.name,
+            version,
+            fingerprint,
+            champion,
+            self.label_column,
+            self.feature_columns,
+            self.thresholds,
+        ]
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _reuse(self, client: MlflowClient, candidate: ModelVersion, key: str) -> dict[str, Any] | None:
-        """Return the recorded decision when the same data, champion and thresholds were already gated."""
-        run_id = candidate.tags.get("mlops.gate.run_id")
-        if not run_id or candidate.tags.get("mlops.gate.key") != key:
+    def _reuse(self, client: MlflowClient, key: str) -> dict[str, Any] | None:
+        """Return the recorded decision when the same version, data, champion and thresholds were gated."""
+        run = find_run_by_key(client, self.experiment, GATE_KEY_TAG, key)
+        if run is None or not run.data.tags.get(GATE_RESULT_TAG):
             return None
-        recorded = client.get_run(run_id).data.tags.get("mlops.gate.result")
-        if not recorded:
-            return None
-        self.log.info("Reusing gate run %s: same data, champion and thresholds.", run_id)
-        return {**json.loads(recorded), "reused": True}
+        self.log.info("Reusing gate run %s: same data, champion and thresholds.", run.info.run_id)
+        recorded = json.loads(run.data.tags[GATE_RESULT_TAG])
+        return {**recorded, "gate_run_id": run.info.run_id, "reused": True}
 
     def _evaluate(
         self, client: MlflowClient, version: str, champion: str | None, data: pd.DataFrame, fingerprint: str
@@ -568,46 +585,44 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             "reused": False,
         }
 
-    def _record(self, client: MlflowClient, version: str, key: str, result: dict[str, Any]) -> None:
-        """Log the gate as a run in ``experiment`` and tag the version with the decision."""
-        import time
-
-        from mlflow.entities import Metric, Param
-
-        experiment = client.get_experiment_by_name(self.experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(self.experiment)
-        run = client.create_run(experiment_id, run_name=f"gate-{self.name}-v{version}")
-        result["gate_run_id"] = run.info.run_id
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"candidate_{k}", v, now, 0) for k, v in result["candidate"].items()]
+    def _record(self, version: str, key: str, result: dict[str, Any], client: MlflowClient) -> str:
+        """Log the gate as a run in ``experiment``; return its id."""
         champion = result["champion"] or {}
-        metrics += [Metric(f"champion_{k}", v, now, 0) for k, v in champion.items() if k != "version"]
-        params = [
-            Param("model_name", self.name),
-            Param("candidate_version", version),
-            Param("champion_version", str(champion.get("version"))),
-            Param("eval_data_uri", self.eval_data_uri[:_MAX_TAG]),
-        ]
-        client.log_batch(run.info.run_id, metrics=metrics, params=params)
-        reason = "; ".join(result["reasons"])[:_MAX_TAG]
-        run_tags = {
-            "mlops.gate.decision": result["decision"],
-            "mlops.gate.reason": reason,
-            "mlops.gate.thresholds": _tag_value(self.thresholds),
-            "mlops.gate.result": json.dumps(result, sort_keys=True),
+        metrics = {f"candidate_{k}": v for k, v in result["candidate"].items()}
+        metrics |= {f"champion_{k}": v for k, v in champion.items() if k != "version"}
+        return record_run(
+            client,
+            self.experiment,
+            f"gate-{self.name}-v{version}",
+            key_tag=GATE_KEY_TAG,
+            key=key,
+            metrics=metrics,
+            params={
+                "model_name": self.name,
+                "candidate_version": version,
+                "champion_version": str(champion.get("version")),
+                "eval_data_uri": self.eval_data_uri,
+            },
+            tags={
+                GATE_DECISION_TAG: result["decision"],
+                GATE_REASON_TAG: "; ".join(result["reasons"]),
+                GATE_THRESHOLDS_TAG: self.thresholds,
+                GATE_RESULT_TAG: json.dumps(result, sort_keys=True),
+            },
+        )
+
+    def _tag_version(self, client: MlflowClient, version: str, key: str, result: dict[str, Any]) -> None:
+        """Put the decision on the candidate version, where the canary and the ML models view read it."""
+        champion = result["champion"] or {}
+        tags = {
+            GATE_DECISION_TAG: result["decision"],
+            GATE_REASON_TAG: "; ".join(result["reasons"]),
+            GATE_RUN_ID_TAG: result["gate_run_id"],
+            GATE_KEY_TAG: key,
+            GATE_CHAMPION_VERSION_TAG: str(champion.get("version")),
         }
-        for tag, value in run_tags.items():
-            client.set_tag(run.info.run_id, tag, value)
-        client.set_terminated(run.info.run_id)
-        version_tags = {
-            "mlops.gate.decision": result["decision"],
-            "mlops.gate.reason": reason,
-            "mlops.gate.run_id": run.info.run_id,
-            "mlops.gate.key": key,
-            "mlops.gate.champion_version": str(champion.get("version")),
-        }
-        for tag, value in version_tags.items():
-            client.set_model_version_tag(self.name, version, tag, value)
+        for tag, value in tags.items():
+            client.set_model_version_tag(self.name, version, tag, tag_value(value))
 
     def _short_circuit(self, context: Context, result: dict[str, Any]) -> None:
         """Keep the decision in XCom, then skip every downstream task (this task stays successful)."""
@@ -617,9 +632,3 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         context["ti"].xcom_push(key="return_value", value=result)
         self.log.info("Gate failed: skipping %d downstream task(s).", len(to_skip))
         self.skip(ti=context["ti"], tasks=to_skip)
-
-
-def _fingerprint(data: pd.DataFrame) -> str:
-    import pandas as pd
-
-    return hashlib.sha256(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes()).hexdigest()[:16]

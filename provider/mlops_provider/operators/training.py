@@ -7,7 +7,6 @@ Nothing here imports torch, mlflow or kubernetes at module level: DAG files impo
 
 from __future__ import annotations
 
-import ast
 import collections
 import json
 import os
@@ -17,10 +16,12 @@ import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 
 from mlops_provider.exceptions import ConfigurationError, TrainingFailed, TrainingInputRejected
+from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
+from mlops_provider.trainer.command import as_dict, trainer_command
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -29,94 +30,6 @@ if TYPE_CHECKING:
 
 BACKENDS = ("local", "kubernetes")
 _TAIL_LINES = 30
-
-
-def trainer_command(
-    training_set_uri: str,
-    label: str = "churned",
-    hyperparameters: dict[str, Any] | str | None = None,
-    experiment: str = "churn",
-) -> list[str]:
-    """Return the trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
-
-    The local backend runs ``[sys.executable, *argv]``; the pod runs ``["python", *argv]``.
-
-    :param training_set_uri: parquet file or directory, local path or ``s3://``.
-    :param label: binary label column.
-    :param hyperparameters: dict (or its JSON / Python-literal rendering) merged over the defaults.
-    :param experiment: MLflow experiment name.
-    """
-    return [
-        "-m", "mlops_provider.trainer",
-        "--training-set", training_set_uri,
-        "--label", label,
-        "--experiment", experiment,
-        "--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True),
-    ]  # fmt: skip
-
-
-def as_dict(value: dict[str, Any] | str | None) -> dict[str, Any]:
-    """Accept a dict, or a template that rendered it to JSON or to a Python literal."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError) as error:
-            raise ConfigurationError(
-                f"hyperparameters {value!r} are neither JSON nor a dict literal"
-            ) from error
-    if not isinstance(parsed, dict):
-        raise ConfigurationError(f"hyperparameters must be a mapping, got {type(parsed).__name__}")
-    return parsed
-
-
-def mlflow_connection(mlflow_conn_id: str) -> Any:
-    """Fetch the MLflow connection, or say how to create it."""
-    try:
-        return BaseHook.get_connection(mlflow_conn_id)
-    except Exception as error:  # the SDK raises AirflowNotFoundException, whose home moved across versions
-        raise ConfigurationError(
-            f"MLflow connection {mlflow_conn_id!r} is not defined; create it with host = tracking URI "
-            '(e.g. AIRFLOW_CONN_MLFLOW_DEFAULT=\'{"conn_type": "mlflow", "host": "http://mlflow:5000"}\')'
-        ) from error
-
-
-def tracking_uri(conn: Any) -> str:
-    """The connection's host as a tracking URI; a bare host gets ``http://`` and the port."""
-    host = (conn.host or "").strip()
-    if not host:
-        raise ConfigurationError(
-            f"MLflow connection {conn.conn_id!r} has no host; set it to the tracking URI"
-        )
-    if "://" not in host and not host.startswith(("/", ".")):
-        host = f"http://{host}" + (f":{conn.port}" if conn.port else "")
-    return host
-
-
-def mlflow_env(mlflow_conn_id: str) -> dict[str, str]:
-    """MLFLOW_TRACKING_URI and credentials from the connection, for a subprocess environment only.
-
-    Login/password and the ``token`` extra become MLflow's credential variables, masked in task logs.
-    """
-    from airflow.sdk.log import mask_secret
-
-    conn = mlflow_connection(mlflow_conn_id)
-    token = (conn.extra_dejson or {}).get("token")
-    env = {
-        "MLFLOW_TRACKING_URI": tracking_uri(conn),
-        "MLFLOW_TRACKING_USERNAME": conn.login,
-        "MLFLOW_TRACKING_PASSWORD": conn.password,
-        "MLFLOW_TRACKING_TOKEN": token,
-    }
-    for secret in (conn.password, token):
-        if secret:
-            mask_secret(secret)
-    return {key: str(value) for key, value in env.items() if value}
 
 
 class TrainModelOperator(BaseOperator):
@@ -208,7 +121,7 @@ class TrainModelOperator(BaseOperator):
             sys.executable,
             *trainer_command(self.training_set_uri, self.label_column, self.hyperparameters, self.experiment),
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **mlflow_env(self.mlflow_conn_id)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **MLflowHook(self.mlflow_conn_id).process_env()}
         self.log.info("Running the trainer locally: %s", " ".join(argv))
         tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         result = None
@@ -223,7 +136,7 @@ class TrainModelOperator(BaseOperator):
                 text=True,
                 bufsize=1,
             )
-            assert self._process.stdout is not None
+            assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE; narrows the type for mypy
             for line in self._process.stdout:
                 line = line.rstrip("\n")
                 self.log.info("%s", line)

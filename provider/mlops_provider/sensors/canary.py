@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 
-from mlops_provider.canary_tasks import CANARY_FIELDS, CanaryTask, as_dict
+from mlops_provider.utils.canary import CANARY_FIELDS, CanaryTask, as_dict
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,7 +68,7 @@ class CanaryAnalysisSensor(CanaryTask):
                     strategy=self.parsed_strategy().to_dict(),
                     conn_id=self.mlflow_conn_id,
                     baseline=baseline,
-                ),  # fmt: skip
+                ),
                 method_name="execute_complete",
             )
         from mlops_provider.triggers.canary import analyse_once
@@ -82,7 +82,7 @@ class CanaryAnalysisSensor(CanaryTask):
                 analyse_once(
                     self.backend,
                     as_dict(self.backend_config, "backend_config"),
-                    strategy.to_dict(),
+                    strategy,
                     self.hook,
                     self.name,
                     version,
@@ -110,13 +110,22 @@ class CanaryAnalysisSensor(CanaryTask):
                 f"{self.name!r} v{state['version']} has no rollout; deploy a step first."
             )
         if step in state["verdicts"]:
-            self.log.info("Step %d of v%s was already analysed: %s.", step + 1, state["version"],
-                          state["verdicts"][step]["verdict"])  # fmt: skip
+            self.log.info(
+                "Step %d of v%s was already analysed: %s.",
+                step + 1,
+                state["version"],
+                state["verdicts"][step]["verdict"],
+            )
             return state["verdicts"][step]
         if state["status"] != "progressing":  # promoted at once (first model) or rolled back meanwhile
             verdict = "pass" if state["status"] == "promoted" else "fail"
-            return {"verdict": verdict, "step": step, "weight": state["weight"], "polls": [],
-                    "message": f"rollout already {state['status']}: {state['reason']}"}  # fmt: skip
+            return {
+                "verdict": verdict,
+                "step": step,
+                "weight": state["weight"],
+                "polls": [],
+                "message": f"rollout already {state['status']}: {state['reason']}",
+            }
         if state["step"] < step:
             from mlops_provider.exceptions import ConfigurationError
 
@@ -143,6 +152,13 @@ class CanaryAnalysisSensor(CanaryTask):
                 "checks": last,
             }
             recorded = controller.record_verdict(version, step, result)
-        self.log.info("Step %d (weight %d%%) of %r v%s: %s. %s", step + 1, weight, self.name, version,
-                      recorded["verdict"].upper(), recorded.get("message", ""))  # fmt: skip
+        self.log.info(
+            "Step %d (weight %d%%) of %r v%s: %s. %s",
+            step + 1,
+            weight,
+            self.name,
+            version,
+            recorded["verdict"].upper(),
+            recorded.get("message", ""),
+        )
         return recorded

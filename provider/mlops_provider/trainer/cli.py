@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlops_provider.lineage import code_version, hyperparameters_hash
+from mlops_provider.ml.lineage import code_version, hyperparameters_hash
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
 
 log = logging.getLogger("mlops_provider.trainer")
@@ -49,8 +49,13 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--hyperparameters", default="{}", help="JSON object merged over the defaults")
     for name, value in DEFAULT_HYPERPARAMETERS.items():
         kind = str if isinstance(value, list) else type(value)
-        cli.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                         help=f"overrides --hyperparameters (default {value})")  # fmt: skip
+        cli.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"overrides --hyperparameters (default {value})",
+        )
     return cli
 
 
@@ -75,7 +80,7 @@ def resolve_hyperparameters(args: argparse.Namespace) -> tuple[dict[str, Any], d
     try:
         if isinstance(merged["hidden"], str):
             merged["hidden"] = [int(size) for size in merged["hidden"].split(",") if size.strip()]
-        resolved = {
+        resolved: dict[str, Any] = {
             k: [int(v) for v in merged[k]] if k == "hidden" else type(default)(merged[k])
             for k, default in DEFAULT_HYPERPARAMETERS.items()
         }
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     # KPO deletes a pod with SIGTERM; turning it into SystemExit lets the run end as FAILED.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        from mlops_provider.mlflow_headers import defer_feast_request_headers
+        from mlops_provider.hooks.mlflow_client import defer_feast_request_headers
         from mlops_provider.trainer.run import train_and_log
 
         defer_feast_request_headers()  # the trainer image need not import feast to talk to MLflow

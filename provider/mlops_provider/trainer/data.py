@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_provider.lineage import data_fingerprint
+from mlops_provider.ml.lineage import data_fingerprint
 
 # Bookkeeping columns of a Feast training set that are keys, not signals.
 DEFAULT_ID_COLUMNS = ("customer_id",)
@@ -104,7 +104,8 @@ def load(
             "widen the training window so both classes appear"
         )
     skip = {label, timestamp_column, *id_columns}
-    categorical, numeric = [], []
+    categorical: list[str] = []
+    numeric: list[str] = []
     for column in frame.columns:
         if column in skip or pd.api.types.is_datetime64_any_dtype(frame[column]):
             continue

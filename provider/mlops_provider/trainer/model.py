@@ -102,7 +102,7 @@ def log_model(
         )
 
 
-def _cpu_copy(model: torch.nn.Module, spec: dict[str, Any]) -> torch.nn.Module:
+def _cpu_copy(model: torch.nn.Module, spec: dict[str, Any]) -> serving.TabularMLP:
     copy = serving.TabularMLP(**spec["architecture"])
     copy.load_state_dict({k: v.detach().cpu().float() for k, v in model.state_dict().items()})
     return copy.eval()

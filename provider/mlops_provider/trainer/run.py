@@ -55,22 +55,47 @@ def train_and_log(
         "mlops.hyperparameters_hash": hyperparameters_hash,
     }
     with mlflow.start_run(tags=tags) as run:
-        log.info("MLflow run %s: %d train / %d validation rows on %s", run.info.run_id,
-                 len(train_tensors), len(validation_tensors), device)  # fmt: skip
-        mlflow.log_params({**{k: str(v) for k, v in hp.items()}, "label": data.label, "device": device.type,
-                           "features": ",".join(data.features), "train_rows": len(train_tensors),
-                           "validation_rows": len(validation_tensors)})  # fmt: skip
+        log.info(
+            "MLflow run %s: %d train / %d validation rows on %s",
+            run.info.run_id,
+            len(train_tensors),
+            len(validation_tensors),
+            device,
+        )
+        mlflow.log_params(
+            {
+                **{k: str(v) for k, v in hp.items()},
+                "label": data.label,
+                "device": device.type,
+                "features": ",".join(data.features),
+                "train_rows": len(train_tensors),
+                "validation_rows": len(validation_tensors),
+            }
+        )
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics({k: metrics[k] for k in ("train_loss", "val_loss", "val_auc")}, step=epoch)
-            log.info("epoch %d/%d train_loss=%.4f val_loss=%.4f val_auc=%.4f", epoch, hp["epochs"],
-                     metrics["train_loss"], metrics["val_loss"], metrics["val_auc"])  # fmt: skip
+            log.info(
+                "epoch %d/%d train_loss=%.4f val_loss=%.4f val_auc=%.4f",
+                epoch,
+                hp["epochs"],
+                metrics["train_loss"],
+                metrics["val_loss"],
+                metrics["val_auc"],
+            )
 
         network, best_epoch = train.fit(
-            network, train_tensors, validation_tensors, epochs=hp["epochs"], lr=hp["lr"],
-            batch_size=hp["batch_size"], patience=hp["patience"], weight_decay=hp["weight_decay"],
-            seed=hp["seed"], on_epoch=on_epoch,
-        )  # fmt: skip
+            network,
+            train_tensors,
+            validation_tensors,
+            epochs=hp["epochs"],
+            lr=hp["lr"],
+            batch_size=hp["batch_size"],
+            patience=hp["patience"],
+            weight_decay=hp["weight_decay"],
+            seed=hp["seed"],
+            on_epoch=on_epoch,
+        )
         metrics = {**train.evaluate(network, validation_tensors), "best_epoch": float(best_epoch)}
         mlflow.log_metrics(metrics)
         stats = model_lib.feature_stats(data.train, data.categorical, data.numeric, data.label)

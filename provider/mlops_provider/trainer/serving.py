@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.pyfunc import PythonModel
 from torch import nn
 
 THRESHOLD = 0.5
@@ -66,7 +67,7 @@ def encode(frame: pd.DataFrame, spec: dict[str, Any]) -> tuple[torch.Tensor, tor
     return torch.from_numpy(codes), torch.from_numpy(numbers)
 
 
-class ChurnClassifier(mlflow.pyfunc.PythonModel):
+class ChurnClassifier(PythonModel):
     """Loads ``weights`` (a torch state dict) and ``preprocessing`` (JSON) artifacts; runs on CPU."""
 
     def load_context(self, context: Any) -> None:

@@ -7,11 +7,14 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def pick_device() -> torch.device:
 
 
 def fit(
-    model: nn.Module,
+    model: ModuleT,
     train: Tensors,
     validation: Tensors,
     *,
@@ -52,7 +55,7 @@ def fit(
     weight_decay: float,
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] = lambda epoch, metrics: None,
-) -> tuple[nn.Module, int]:
+) -> tuple[ModuleT, int]:
     """Train with Adam on BCE, keep the weights of the best validation loss.
 
     Batches are index slices of tensors already on the device, so no DataLoader copies data each

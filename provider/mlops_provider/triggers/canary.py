@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from mlops_provider.hooks.mlflow import MLflowHook
 
+if TYPE_CHECKING:
+    from mlops_provider.canary import CanaryStrategy
+
 
 def analyse_once(
-    backend: str, backend_config: dict[str, Any], strategy: dict[str, Any], hook: MLflowHook, name: str,
-    version: str, step: int, baseline: dict[str, float] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    backend: str,
+    backend_config: dict[str, Any],
+    strategy: CanaryStrategy,
+    hook: MLflowHook,
+    name: str,
+    version: str,
+    step: int,
+    baseline: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """One poll: fetch ``{metric: (canary, champion)}`` from the backend and judge it."""
-    from mlops_provider.canary import CanaryStrategy, judge_poll
-    from mlops_provider.canary_backends import fetch_values
+    from mlops_provider.canary import judge_poll
+    from mlops_provider.utils.canary import fetch_values
 
-    parsed = CanaryStrategy.from_dict(strategy)
-    values = fetch_values(backend, backend_config, hook, name, version, step, parsed)
-    return judge_poll(parsed, values, baseline)
+    values = fetch_values(backend, backend_config, hook, name, version, step, strategy)
+    return judge_poll(strategy, values, baseline)
 
 
 class CanaryAnalysisTrigger(BaseTrigger):
@@ -76,18 +84,31 @@ class CanaryAnalysisTrigger(BaseTrigger):
         from mlops_provider.canary import CanaryStrategy, step_verdict
 
         base = {"name": self.name, "version": self.version, "step": self.step}
-        try:
+        try:  # the strategy crosses the trigger boundary as JSON: parsed once here, not per poll
             strategy = CanaryStrategy.from_dict(self.strategy)
             hook = MLflowHook(self.conn_id)
             polls: list[dict[str, Any]] = []
             while True:
                 poll = await asyncio.to_thread(
-                    analyse_once, self.backend, self.backend_config, self.strategy, hook, self.name,
-                    self.version, self.step, self.baseline,
-                )  # fmt: skip
+                    analyse_once,
+                    self.backend,
+                    self.backend_config,
+                    strategy,
+                    hook,
+                    self.name,
+                    self.version,
+                    self.step,
+                    self.baseline,
+                )
                 polls.append(poll)
-                self.log.info("Canary %s v%s step %d poll %d: %s.", self.name, self.version, self.step,
-                              len(polls), poll["status"])  # fmt: skip
+                self.log.info(
+                    "Canary %s v%s step %d poll %d: %s.",
+                    self.name,
+                    self.version,
+                    self.step,
+                    len(polls),
+                    poll["status"],
+                )
                 verdict = step_verdict(strategy, polls)
                 if verdict is not None:
                     yield TriggerEvent({**base, "status": "decided", "verdict": verdict, "polls": polls})

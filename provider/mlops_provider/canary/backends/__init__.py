@@ -1,0 +1,68 @@
+"""Where a canary's traffic is split and where its metrics come from: ``batch`` and ``kserve``.
+
+Backends are built from plain JSON (a backend name and a config dict) so the analysis trigger can
+rebuild them in the triggerer from its serialised arguments; the adapters build them with their hooks
+(:func:`mlops_provider.utils.canary.build_backend`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlops_provider.exceptions import ConfigurationError
+from mlops_provider.ml import scoring
+
+if TYPE_CHECKING:
+    from mlops_provider.canary.strategy import CanaryStrategy
+
+BACKENDS = ("batch", "kserve")
+_BATCH_KEYS = {"traffic_uri", "log_root", "entity_column", "label_column", "request_rows"}
+_KSERVE_KEYS = {
+    "service",
+    "namespace",
+    "kubernetes_conn_id",
+    "prometheus_conn_id",
+    "prometheus_url",
+    "render",
+}
+
+
+class CanaryBackend(Protocol):
+    """Where traffic is split. The controller calls these; every call must be idempotent."""
+
+    def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
+        """Send ``weight`` percent of traffic to ``canary``; return evidence for the history."""
+
+    def promote(self, name: str, canary: str) -> None:
+        """Serve ``canary`` to all traffic, with no split left."""
+
+    def rollback(self, name: str, champion: str | None, canary: str) -> None:
+        """Send no traffic to ``canary``; serve ``champion`` alone."""
+
+
+def check_config(kind: str, config: dict[str, Any], strategy: CanaryStrategy) -> None:
+    """Refuse an unknown backend, unknown config keys, or metric queries the backend cannot answer."""
+    if kind not in BACKENDS:
+        raise ConfigurationError(f"Unknown canary backend {kind!r}; use one of {list(BACKENDS)}.")
+    known = _BATCH_KEYS if kind == "batch" else _KSERVE_KEYS
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"Canary backend {kind!r}: unknown config key(s) {unknown}; known: {sorted(known)}."
+        )
+    required = ("traffic_uri", "log_root") if kind == "batch" else ("service", "namespace")
+    missing = [k for k in required if not config.get(k)]
+    if missing:
+        raise ConfigurationError(f"Canary backend {kind!r} needs config key(s) {missing}.")
+    if kind == "batch":
+        bad = [m.query for m in strategy.metrics if m.query not in scoring.BATCH_METRICS]
+        if bad:
+            raise ConfigurationError(
+                f"Batch canary analysis cannot compute {bad}; batch metric queries are {list(scoring.BATCH_METRICS)}."
+            )
+    else:
+        bad = [m.name for m in strategy.metrics if "{revision}" not in m.query]
+        if bad:
+            raise ConfigurationError(
+                f"KServe metric check(s) {bad} need a PromQL query with a {{revision}} placeholder."
+            )

@@ -1,0 +1,178 @@
+"""A rollout's plan: the traffic steps, the polls that judge each step, and the metric checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from typing import Any
+
+from mlops_provider.constants import FAIL, NO_DATA, PASS
+from mlops_provider.exceptions import ConfigurationError
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricCheck:
+    """One metric the analysis compares, canary against champion or against a fixed bound.
+
+    :param name: the metric's label in logs and evidence.
+    :param query: where the value comes from. ``batch``: a metric of the prediction log (see
+        :data:`mlops_provider.ml.scoring.BATCH_METRICS`); ``kserve``: a PromQL expression with a
+        ``{revision}`` placeholder, evaluated once per variant.
+    :param compare: ``champion`` (the canary may be worse than the champion by at most ``threshold``)
+        or ``absolute`` (the canary's value must stay within ``threshold``).
+    :param threshold: the allowed degradation (``champion``) or the bound (``absolute``).
+    :param direction: ``lower`` or ``higher``: which way is better.
+    :param required: when False, a poll without data for this metric (labels not landed yet) is judged
+        on the other metrics; when True, it makes the poll ``no_data``.
+    """
+
+    name: str
+    query: str
+    compare: str = "champion"
+    threshold: float = 0.0
+    direction: str = "lower"
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.query:
+            raise ConfigurationError(f"Metric check {self!r} needs a name and a query.")
+        if self.compare not in ("champion", "absolute"):
+            raise ConfigurationError(
+                f"Metric check {self.name!r}: compare must be 'champion' or 'absolute', not {self.compare!r}."
+            )
+        if self.direction not in ("lower", "higher"):
+            raise ConfigurationError(
+                f"Metric check {self.name!r}: direction must be 'lower' or 'higher' (which way is better), "
+                f"not {self.direction!r}."
+            )
+        if not isinstance(self.threshold, int | float) or not math.isfinite(self.threshold):
+            raise ConfigurationError(f"Metric check {self.name!r}: threshold must be a finite number.")
+        if self.compare == "champion" and self.threshold < 0:
+            raise ConfigurationError(
+                f"Metric check {self.name!r}: the allowed degradation vs the champion cannot be negative."
+            )
+
+    def evaluate(self, canary: float | None, champion: float | None) -> dict[str, Any]:
+        """Judge one poll's values: ``{"metric", "status", "canary", "champion", "limit", "message"}``."""
+        result: dict[str, Any] = {"metric": self.name, "canary": canary, "champion": champion, "limit": None}
+        lower = self.direction == "lower"
+        # NaN is no data too: a Prometheus ratio over zero requests, a PSI of an empty sample.
+        if canary is None or math.isnan(canary):
+            return result | {"status": NO_DATA, "message": f"{self.name}: no data for the canary yet"}
+        if self.compare == "absolute":
+            limit, basis = self.threshold, ""
+        elif champion is None or math.isnan(champion):
+            return result | {"status": NO_DATA, "message": f"{self.name}: no data for the champion yet"}
+        else:
+            limit = champion + self.threshold if lower else champion - self.threshold
+            basis = f" (champion {champion:.4g})"
+        ok = canary <= limit if lower else canary >= limit
+        sign = "<=" if lower else ">="
+        status = PASS if ok else FAIL
+        message = f"{self.name}: canary {canary:.4g} {'' if ok else 'not '}{sign} {limit:.4g}{basis}"
+        return result | {"status": status, "limit": limit, "message": message}
+
+
+# Defaults for the batch backend: health, prediction shift vs the champion, quality once labels land.
+DEFAULT_BATCH_CHECKS = (
+    MetricCheck("error_rate", "error_rate", compare="absolute", threshold=0.01, direction="lower"),
+    MetricCheck("latency_p95_ms", "latency_p95_ms", compare="champion", threshold=50.0, direction="lower"),
+    # Not required: at weight 100 the champion scores nothing to compare the distribution with.
+    MetricCheck(
+        "prediction_psi",
+        "prediction_psi",
+        compare="absolute",
+        threshold=0.25,
+        direction="lower",
+        required=False,
+    ),
+    MetricCheck("roc_auc", "roc_auc", compare="champion", threshold=0.02, direction="higher", required=False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CanaryStrategy:
+    """How a rollout proceeds.
+
+    :param steps: canary traffic weights in percent, strictly increasing, each in 1..100.
+    :param interval_seconds: time between analysis polls.
+    :param checks_per_step: passing polls needed to leave a step.
+    :param failure_threshold: failing polls that trigger a rollback.
+    :param max_no_data: polls without data after which a step is inconclusive (default
+        ``2 * checks_per_step``).
+    :param metrics: the metric checks.
+    """
+
+    steps: tuple[int, ...] = (5, 25, 50, 100)
+    interval_seconds: float = 60.0
+    checks_per_step: int = 3
+    failure_threshold: int = 2
+    max_no_data: int | None = None
+    metrics: tuple[MetricCheck, ...] = DEFAULT_BATCH_CHECKS
+
+    def __post_init__(self) -> None:
+        steps = tuple(self.steps)
+        if not steps:
+            raise ConfigurationError(
+                "Canary strategy: steps is empty; give traffic weights such as [5, 25, 50]."
+            )
+        for weight in steps:
+            if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 100:
+                raise ConfigurationError(
+                    f"Canary strategy: step weight {weight!r} must be a whole percent between 1 and 100."
+                )
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ConfigurationError(f"Canary strategy: steps {list(steps)} must be strictly increasing.")
+        if not isinstance(self.interval_seconds, int | float) or not self.interval_seconds > 0:
+            raise ConfigurationError(
+                f"Canary strategy: interval_seconds must be above 0, not {self.interval_seconds!r}."
+            )
+        for field in ("checks_per_step", "failure_threshold"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(
+                    f"Canary strategy: {field} must be a whole number >= 1, not {value!r}."
+                )
+        if self.max_no_data is not None and (not isinstance(self.max_no_data, int) or self.max_no_data < 1):
+            raise ConfigurationError(f"Canary strategy: max_no_data must be >= 1, not {self.max_no_data!r}.")
+        if not self.metrics:
+            raise ConfigurationError(
+                "Canary strategy: no metric checks; a rollout needs evidence to promote."
+            )
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"Canary strategy: metric check names repeat: {names}.")
+        object.__setattr__(self, "steps", steps)
+
+    @property
+    def no_data_limit(self) -> int:
+        return self.max_no_data or 2 * self.checks_per_step
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> CanaryStrategy:
+        """Build from plain data (a DAG param, JSON); unknown keys are refused by name."""
+        data = dict(data or {})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ConfigurationError(f"Canary strategy: unknown key(s) {unknown}; known: {sorted(fields)}.")
+        if "metrics" in data:
+            metrics = []
+            check_fields = {f.name for f in dataclasses.fields(MetricCheck)}
+            for raw in data["metrics"] or []:
+                bad = sorted(set(raw) - check_fields) if isinstance(raw, dict) else ["<not an object>"]
+                if bad:
+                    raise ConfigurationError(
+                        f"Canary strategy: metric check {raw!r} has unknown key(s) {bad}; "
+                        f"known: {sorted(check_fields)}."
+                    )
+                metrics.append(MetricCheck(**raw))
+            data["metrics"] = tuple(metrics)
+        if "steps" in data:
+            data["steps"] = tuple(data["steps"] or ())
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -1,0 +1,64 @@
+"""Names shared across modules: model aliases, rollout statuses, verdicts and every ``mlops.*`` tag.
+
+One home per name, so the trainer that writes a tag and the operator that searches for it cannot
+drift apart. Imports nothing: every layer, the trainer image included, may read it.
+"""
+
+from __future__ import annotations
+
+# -- model aliases (MLflow registered-model aliases) ---------------------------------------------------
+CHAMPION, CHALLENGER, CANARY, PREVIOUS = "champion", "challenger", "canary", "previous"
+ALIASES = (CHAMPION, CHALLENGER, CANARY, PREVIOUS)
+
+# -- canary rollout statuses and analysis verdicts -----------------------------------------------------
+PROGRESSING, PROMOTED, ROLLED_BACK = "progressing", "promoted", "rolled_back"
+PASS, FAIL, NO_DATA, INCONCLUSIVE = "pass", "fail", "no_data", "inconclusive"
+
+# -- MLflow tags -------------------------------------------------------------------------------------
+# MLflow stores at most this many characters in a tag value (runs and model versions alike).
+MAX_TAG_LENGTH = 5000
+TAG_PREFIX = "mlops."
+
+# Lineage: set by the trainer on its run, copied to the registered version by the register operator.
+DATA_FINGERPRINT_TAG = f"{TAG_PREFIX}data_fingerprint"
+TRAINING_SET_URI_TAG = f"{TAG_PREFIX}training_set_uri"
+CODE_VERSION_TAG = f"{TAG_PREFIX}code_version"
+HYPERPARAMETERS_HASH_TAG = f"{TAG_PREFIX}hyperparameters_hash"
+# The three that decide "same data, same code, same hyperparameters: reuse the version".
+FINGERPRINT_TAGS = (DATA_FINGERPRINT_TAG, CODE_VERSION_TAG, HYPERPARAMETERS_HASH_TAG)
+
+DAG_ID_TAG = f"{TAG_PREFIX}dag_id"
+DAG_RUN_ID_TAG = f"{TAG_PREFIX}dag_run_id"
+DATA_INTERVAL_START_TAG = f"{TAG_PREFIX}data_interval_start"
+DATA_INTERVAL_END_TAG = f"{TAG_PREFIX}data_interval_end"
+MLFLOW_RUN_ID_TAG = f"{TAG_PREFIX}mlflow_run_id"
+SOURCE_TAG = f"{TAG_PREFIX}source"
+
+# The evaluation gate: on the gate's MLflow run and on the candidate version.
+GATE_TAG = f"{TAG_PREFIX}gate."
+GATE_DECISION_TAG = f"{GATE_TAG}decision"
+GATE_REASON_TAG = f"{GATE_TAG}reason"
+GATE_THRESHOLDS_TAG = f"{GATE_TAG}thresholds"
+GATE_RESULT_TAG = f"{GATE_TAG}result"
+GATE_RUN_ID_TAG = f"{GATE_TAG}run_id"
+GATE_KEY_TAG = f"{GATE_TAG}key"
+GATE_CHAMPION_VERSION_TAG = f"{GATE_TAG}champion_version"
+
+# Canary rollout state on the canary version: f"{CANARY_TAG}{field}" (status, step, weight, history...).
+CANARY_TAG = f"{TAG_PREFIX}canary."
+CANARY_STATUS_TAG = f"{CANARY_TAG}status"
+CANARY_HISTORY_TAG = f"{CANARY_TAG}history"
+
+# Drift detection: one run per (model version, data, thresholds) in DRIFT_EXPERIMENT.
+DRIFT_EXPERIMENT = "mlops-drift"
+DRIFT_TAG = f"{TAG_PREFIX}drift."
+DRIFT_KEY_TAG = f"{DRIFT_TAG}key"
+DRIFT_MODEL_TAG = f"{DRIFT_TAG}model"
+DRIFT_MODEL_VERSION_TAG = f"{DRIFT_TAG}model_version"
+DATASET_DRIFT_TAG = f"{DRIFT_TAG}dataset_drift"
+DRIFTED_FEATURES_TAG = f"{DRIFT_TAG}drifted_features"
+
+# -- KServe's InferenceService API coordinates -----------------------------------------------------------
+KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+KSERVE_KIND = "InferenceService"
+KSERVE_API_VERSION = f"{KSERVE_GROUP}/{KSERVE_VERSION}"

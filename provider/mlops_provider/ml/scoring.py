@@ -1,0 +1,275 @@
+"""Batch scoring with a canary split, the prediction log, and the batch canary analysis.
+
+Entities are routed by a stable hash of their key: an entity in the canary share at 5 % stays in it at
+25 %, and the split does not change between runs or machines. Each variant scores its rows in requests
+of ``request_rows``; a request that raises marks all of its rows as errors (as a failed HTTP request
+would), so ``error_rate`` is the share of rows that got no prediction. ``latency_ms`` is the request's
+wall time, recorded on each of its rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+from mlops_provider.constants import CANARY, CHAMPION
+from mlops_provider.exceptions import ConfigurationError
+from mlops_provider.ml.io import read_parquet, write_parquet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Metrics the batch analysis computes from a prediction log, usable as MetricCheck queries.
+BATCH_METRICS = (
+    "rows",
+    "error_rate",
+    "latency_p95_ms",
+    "prediction_psi",
+    "mean_probability",
+    "roc_auc",
+    "accuracy",
+)
+LOG_COLUMNS = (
+    "variant",
+    "model_version",
+    "probability",
+    "prediction",
+    "latency_ms",
+    "error",
+    "canary_weight",
+    "scored_at",
+)
+_BUCKETS = 10_000
+PSI_CAP = 99.0
+MIN_QUALITY_ROWS = 200
+
+
+def canary_mask(keys: pd.Series, weight: float, salt: str) -> Any:
+    """Boolean mask of the rows whose entity falls in the canary's ``weight`` percent.
+
+    pandas' object hash uses a fixed key, so the buckets are the same in every process and run.
+    """
+    import pandas as pd
+
+    if not 0 <= weight <= 100:
+        raise ConfigurationError(f"Canary weight {weight!r} must be between 0 and 100.")
+    hashed = pd.util.hash_pandas_object(keys.astype(str) + f"|{salt}", index=False).to_numpy()
+    return (hashed % _BUCKETS) < round(weight * _BUCKETS / 100)
+
+
+def score(
+    frame: pd.DataFrame,
+    models: dict[str, tuple[str, Any]],
+    *,
+    entity_column: str,
+    weight: float,
+    salt: str,
+    feature_columns: list[str] | None = None,
+    keep_columns: list[str] | None = None,
+    request_rows: int = 256,
+    shadow: bool = False,
+    log: Any = None,
+) -> pd.DataFrame:
+    """Score ``frame`` with the champion and, for ``weight`` percent of entities, the canary.
+
+    :param frame: one row per entity to score, with ``entity_column`` and the feature columns.
+    :param models: ``{"champion": (version, pyfunc model), "canary": (version, model)}``; no canary
+        (or ``weight`` 0) sends everything to the champion.
+    :param entity_column: the column routed on.
+    :param weight: percent of entities sent to the canary.
+    :param salt: mixed into the hash (the model name), so models split independently.
+    :param feature_columns: columns passed to the models; default every column except ``keep_columns``.
+    :param keep_columns: columns copied to the log unscored (e.g. the label); the entity is always kept.
+    :param request_rows: rows per model request.
+    :param shadow: also score the canary's rows with the champion, unserved, into ``shadow_probability``
+        and ``shadow_prediction``, so the analysis compares both models on the same entities.
+    :return: the prediction log: entity, ``keep_columns``, then :data:`LOG_COLUMNS` (and the shadow
+        columns).
+    """
+    import numpy as np
+    import pandas as pd
+
+    if entity_column not in frame.columns:
+        raise ConfigurationError(
+            f"Scoring input lacks the entity column {entity_column!r}; it has {sorted(frame.columns)}."
+        )
+    if CHAMPION not in models:
+        raise ConfigurationError("Scoring needs a champion model: set the 'champion' alias first.")
+    keep = [entity_column, *[c for c in keep_columns or [] if c in frame.columns and c != entity_column]]
+    features = feature_columns or [c for c in frame.columns if c not in keep]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise ConfigurationError(f"Scoring input lacks feature column(s) {missing}.")
+    in_canary = np.zeros(len(frame), dtype=bool)
+    if CANARY in models and weight > 0:
+        in_canary = canary_mask(frame[entity_column], weight, salt)
+    parts = []
+    for variant, rows in ((CHAMPION, ~in_canary), (CANARY, in_canary)):
+        subset = frame.loc[rows]
+        if subset.empty:
+            continue
+        version, model = models[variant]
+        part = _score_variant(subset, model, features, request_rows)
+        part.insert(0, "variant", variant)
+        part.insert(1, "model_version", str(version))
+        errors = int(part["error"].notna().sum())
+        if log is not None:
+            log.info(
+                "Scored %d row(s) with the %s (v%s): %d error(s), p95 latency %.1f ms.",
+                len(part),
+                variant,
+                version,
+                errors,
+                float(part["latency_ms"].quantile(0.95)),
+            )
+        if shadow:
+            shadowed = (
+                _score_variant(subset, models[CHAMPION][1], features, request_rows)
+                if variant == CANARY
+                else None
+            )
+            part["shadow_probability"] = shadowed["probability"] if shadowed is not None else np.nan
+            part["shadow_prediction"] = shadowed["prediction"] if shadowed is not None else pd.NA
+        parts.append(pd.concat([subset[keep].reset_index(drop=True), part.reset_index(drop=True)], axis=1))
+    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keep, *LOG_COLUMNS])
+    result["canary_weight"] = float(weight if CANARY in models else 0)
+    result["scored_at"] = pd.Timestamp(dt.datetime.now(dt.UTC))
+    return result
+
+
+def _score_variant(subset: pd.DataFrame, model: Any, features: list[str], request_rows: int) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    n = len(subset)
+    probability = np.full(n, np.nan)
+    prediction = np.full(n, -1, dtype=np.int64)
+    latency = np.zeros(n)
+    error = np.full(n, None, dtype=object)
+    # Warm up on one row, untimed, as a server does before it takes traffic (lazy imports, caches); an
+    # error is not lost: the timed requests below record it.
+    with contextlib.suppress(Exception):
+        model.predict(subset.iloc[:1][features])
+    for start in range(0, n, request_rows):
+        stop = min(start + request_rows, n)
+        began = time.perf_counter()
+        try:
+            out = model.predict(subset.iloc[start:stop][features])
+            probability[start:stop] = np.asarray(out["probability"], dtype=float)
+            prediction[start:stop] = np.asarray(out["prediction"]).astype(np.int64)
+        except Exception as err:  # a failing request is data for the analysis, not a task failure
+            error[start:stop] = f"{type(err).__name__}: {err}"[:300]
+        latency[start:stop] = (time.perf_counter() - began) * 1000
+    return pd.DataFrame(
+        {
+            "probability": probability,
+            "prediction": pd.arrays.IntegerArray(prediction, mask=prediction < 0),  # -1: no prediction
+            "latency_ms": latency,
+            "error": error,
+        }
+    )
+
+
+def write_log(log_frame: pd.DataFrame, uri: str) -> str:
+    """Write the prediction log to ``uri`` (local or s3://), replacing it whole; return the URI."""
+    return write_parquet(log_frame, uri)
+
+
+def read_log(uri: str) -> pd.DataFrame:
+    """Read a prediction log written by :func:`write_log`."""
+    return read_parquet(uri, "Prediction log")
+
+
+def population_stability(expected: Any, actual: Any, bins: int | None = None) -> float:
+    """PSI of ``actual`` against ``expected`` over ``expected``'s quantile bins (empty bins smoothed).
+
+    By default up to 10 bins, fewer for small samples (about 25 rows per bin of the smaller sample):
+    with few rows per bin, sampling noise alone pushes PSI past the usual 0.25 alarm.
+    """
+    import numpy as np
+
+    expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
+    expected, actual = expected[~np.isnan(expected)], actual[~np.isnan(actual)]
+    if expected.size == 0 or actual.size == 0:
+        return float("nan")
+    bins = bins or int(min(10, max(2, min(expected.size, actual.size) // 25)))
+    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)))
+    if edges.size < 2:  # a constant reference: everything else is a shift
+        same = np.isclose(actual, expected[0]).mean()
+        e, a = np.array([1.0, 1e-4]), np.array([same, 1 - same])
+    else:
+        e = np.histogram(np.clip(expected, edges[0], edges[-1]), edges)[0] / expected.size
+        a = np.histogram(np.clip(actual, edges[0], edges[-1]), edges)[0] / actual.size
+    e, a = np.clip(e, 1e-4, None), np.clip(a, 1e-4, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def analyse(
+    log_frame: pd.DataFrame, label_column: str | None = None, min_quality_rows: int = MIN_QUALITY_ROWS
+) -> dict[str, tuple[float | None, float | None]]:
+    """Per-metric ``(canary, champion)`` values from a prediction log, the input of ``judge_poll``.
+
+    Health (error rate, latency) compares the rows each variant served. With shadow columns, the
+    prediction shift (PSI) and quality compare both models on the canary's own rows (a paired
+    comparison: two equal models differ by exactly 0); without them, on the rows each variant served.
+    ``prediction_psi`` is the canary's distribution against the champion's (champion side 0). Quality
+    needs ``label_column``, both classes and ``min_quality_rows`` labelled rows (AUC on a few dozen
+    rows swings by ±0.1); else it is None.
+    """
+    import pandas as pd
+
+    values: dict[str, list[float | None]] = {m: [None, None] for m in BATCH_METRICS}
+    served = {v: log_frame[log_frame["variant"] == v] for v in (CANARY, CHAMPION)}
+    for i, variant in enumerate((CANARY, CHAMPION)):
+        rows = served[variant]
+        if not rows.empty:
+            values["rows"][i] = float(len(rows))
+            values["error_rate"][i] = float(rows["error"].notna().mean())
+            values["latency_p95_ms"][i] = float(rows["latency_ms"].quantile(0.95))
+    canary = served[CANARY]
+    if canary.empty:
+        return {k: (v[0], v[1]) for k, v in values.items()}
+    canary_ok = canary[canary["error"].isna()]
+    if "shadow_probability" in log_frame.columns:
+        paired = canary_ok[canary_ok["shadow_probability"].notna()]
+        champion = pd.DataFrame(
+            {"probability": paired["shadow_probability"], "prediction": paired["shadow_prediction"]}
+        )
+        champion[label_column or "_"] = paired.get(label_column)
+        canary_ok = paired
+    else:
+        champion = served[CHAMPION][served[CHAMPION]["error"].isna()]
+    if canary_ok.empty:
+        # Nothing but errors: as far from the champion as it gets (finite, so it serialises as JSON).
+        values["prediction_psi"] = [PSI_CAP, 0.0]
+    elif not champion.empty:
+        values["prediction_psi"] = [
+            population_stability(champion["probability"], canary_ok["probability"]),
+            0.0,
+        ]
+    for i, rows in enumerate((canary_ok, champion)):
+        if not rows.empty:
+            values["mean_probability"][i] = float(rows["probability"].mean())
+        quality = _quality(rows, label_column, min_quality_rows)
+        values["roc_auc"][i], values["accuracy"][i] = quality
+    return {k: (v[0], v[1]) for k, v in values.items()}
+
+
+def _quality(
+    rows: pd.DataFrame, label_column: str | None, min_rows: int
+) -> tuple[float | None, float | None]:
+    import numpy as np
+    from sklearn import metrics as skm
+
+    if not label_column or label_column not in rows.columns:
+        return None, None
+    labelled = rows[rows[label_column].notna()]
+    labels = labelled[label_column].astype(int).to_numpy()
+    if len(labels) < min_rows or len(np.unique(labels)) < 2:
+        return None, None
+    return (
+        float(skm.roc_auc_score(labels, labelled["probability"])),
+        float(skm.accuracy_score(labels, labelled["prediction"].astype(int))),
+    )

@@ -1,0 +1,58 @@
+"""The trainer's command line as the operators build it: one builder for the local process and the pod.
+
+Airflow-free, so the operators (``TrainModelOperator``, ``GPUTrainingOperator``) and the trainer image
+share it without importing each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+from mlops_provider.exceptions import ConfigurationError
+
+
+def trainer_command(
+    training_set_uri: str,
+    label: str = "churned",
+    hyperparameters: dict[str, Any] | str | None = None,
+    experiment: str = "churn",
+) -> list[str]:
+    """Return the trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
+
+    The local backend runs ``[sys.executable, *argv]``; the pod runs ``["python", *argv]``.
+
+    :param training_set_uri: parquet file or directory, local path or ``s3://``.
+    :param label: binary label column.
+    :param hyperparameters: dict (or its JSON / Python-literal rendering) merged over the defaults.
+    :param experiment: MLflow experiment name.
+    """
+    # Flag and value on one line each, as a reader of the pod spec sees them.
+    return [
+        *("-m", "mlops_provider.trainer"),
+        *("--training-set", training_set_uri),
+        *("--label", label),
+        *("--experiment", experiment),
+        *("--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True)),
+    ]
+
+
+def as_dict(value: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Accept a dict, or a template that rendered it to JSON or to a Python literal."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as error:
+            raise ConfigurationError(
+                f"hyperparameters {value!r} are neither JSON nor a dict literal"
+            ) from error
+    if not isinstance(parsed, dict):
+        raise ConfigurationError(f"hyperparameters must be a mapping, got {type(parsed).__name__}")
+    return parsed

@@ -1,0 +1,150 @@
+"""The ``batch`` canary backend: each step replays traffic through both registered models, writes a
+prediction log, and the analysis reads its metrics from that log. Models come from a real ``mlflow server``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from mlops_provider.canary.backends.batch import BatchCanaryBackend
+from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
+from mlops_provider.exceptions import DataNotFound
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.ml.scoring import read_log
+from tests.mlflow_helpers import unique_name
+
+
+@pytest.fixture
+def registered(mlflow_conn: Any, models: dict[str, dict[str, str]]) -> str:
+    """A registered model: v1 the truth (champion), v2 a constant model (a bad canary), v3 the truth again."""
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    name = unique_name("batch")
+    client.create_registered_model(name)
+    for kind in ("truth", "constant", "truth"):
+        model = models[kind]
+        client.create_model_version(
+            name,
+            model["model_uri"],
+            run_id=model["run_id"],
+            model_id=model["model_uri"].removeprefix("models:/"),
+        )
+    return name
+
+
+@pytest.fixture
+def traffic(eval_data: Path, tmp_path: Path) -> Path:
+    """Two days of traffic; the glob resolves to the newest (the held-out customers)."""
+    root = tmp_path / "traffic"
+    (root / "date=2026-01-02").mkdir(parents=True)
+    (root / "date=2026-01-03").mkdir(parents=True)
+    frame = pd.read_parquet(eval_data).assign(event_timestamp=pd.Timestamp("2026-01-03", tz="UTC"))
+    frame.head(20).to_parquet(root / "date=2026-01-02" / "part.parquet", index=False)
+    frame.to_parquet(root / "date=2026-01-03" / "part.parquet", index=False)
+    return root
+
+
+def backend(traffic: Path, tmp_path: Path, **kwargs: Any) -> BatchCanaryBackend:
+    options = {"label_column": "churned", "request_rows": 64} | kwargs
+    return BatchCanaryBackend(
+        MLflowHook(),
+        traffic_uri=str(traffic / "date=*" / "part.parquet"),
+        log_root=f"{tmp_path}/logs/",
+        **options,
+    )
+
+
+def test_a_step_replays_the_newest_traffic_through_both_models_into_its_log(
+    registered: str, traffic: Path, tmp_path: Path, eval_data: Path
+) -> None:
+    batch = backend(traffic, tmp_path)
+    evidence = batch.set_weight(registered, "1", "3", 50, step=1)
+
+    uri = batch.step_log_uri(registered, "3", 1)
+    assert uri == f"{tmp_path}/logs/rollouts/{registered}/v3/step=1/predictions.parquet"  # no double slash
+    newest = str(traffic / "date=2026-01-03" / "part.parquet")
+    log = read_log(uri)
+    assert evidence == {
+        "traffic_uri": newest,
+        "prediction_log": uri,
+        "rows": {
+            "champion": int((log["variant"] == "champion").sum()),
+            "canary": int((log["variant"] == "canary").sum()),
+        },
+    }
+    held_out = pd.read_parquet(eval_data)
+    assert len(log) == len(held_out) and set(log["customer_id"]) == set(held_out["customer_id"])
+    assert 0.35 < (log["variant"] == "canary").mean() < 0.65
+    assert dict(zip(log["variant"], log["model_version"], strict=True)) == {"champion": "1", "canary": "3"}
+    # The label and the timestamp are copied to the log, not fed to the models.
+    assert {"churned", "event_timestamp", "shadow_probability"} <= set(log.columns)
+    canary = log[log["variant"] == "canary"]
+    # Both versions are the same model: the champion's shadow scores equal the canary's, row by row.
+    assert (canary["shadow_probability"] - canary["probability"]).abs().max() < 1e-12
+    assert log["canary_weight"].eq(50.0).all() and log["error"].isna().all()
+
+
+def test_the_analysis_reads_each_checks_values_from_the_steps_log(
+    registered: str, traffic: Path, tmp_path: Path
+) -> None:
+    batch = backend(traffic, tmp_path)
+    batch.set_weight(registered, "1", "2", 100, step=0)  # v2 predicts a constant 0.3, for every customer
+    rows = MetricCheck("rows", "rows", compare="absolute", threshold=1e9)
+    strategy = CanaryStrategy(metrics=(*DEFAULT_BATCH_CHECKS, rows))
+
+    values = batch.values(registered, "2", 0, strategy)
+
+    assert list(values) == [m.name for m in strategy.metrics]
+    served = len(read_log(batch.step_log_uri(registered, "2", 0)))
+    assert values["rows"] == (served, None)  # at 100 % the champion serves nobody...
+    assert values["error_rate"] == (0.0, None) and values["latency_p95_ms"][1] is None
+    psi, zero = values["prediction_psi"]
+    assert psi > 1.0 and zero == 0.0  # ...but scores every row in shadow: a constant against the truth
+    canary_auc, champion_auc = values["roc_auc"]
+    assert canary_auc == pytest.approx(0.5) and champion_auc > 0.7
+
+
+def test_a_rerun_of_a_step_replaces_its_log(registered: str, traffic: Path, tmp_path: Path) -> None:
+    batch = backend(traffic, tmp_path)
+    first = batch.set_weight(registered, "1", "3", 25, step=0)
+    before = read_log(first["prediction_log"])
+    second = batch.set_weight(registered, "1", "3", 25, step=0)
+    after = read_log(second["prediction_log"])
+    assert second["rows"] == first["rows"]
+    pd.testing.assert_frame_equal(
+        after.drop(columns=["latency_ms", "scored_at"]), before.drop(columns=["latency_ms", "scored_at"])
+    )
+    step_dir = Path(first["prediction_log"]).parent
+    assert [p.name for p in step_dir.iterdir()] == ["predictions.parquet"]
+
+
+def test_promotion_and_rollback_change_nothing_on_disk(
+    registered: str, traffic: Path, tmp_path: Path
+) -> None:
+    batch = backend(traffic, tmp_path)
+    assert batch.promote(registered, "3") is None
+    assert batch.rollback(registered, "1", "3") is None
+    assert not (tmp_path / "logs").exists()  # batch scoring reads the aliases; nothing to switch
+
+
+def test_missing_or_empty_traffic_is_data_not_found(registered: str, tmp_path: Path, eval_data: Path) -> None:
+    nowhere = BatchCanaryBackend(
+        MLflowHook(), traffic_uri=str(tmp_path / "none" / "*.parquet"), log_root=str(tmp_path)
+    )
+    with pytest.raises(DataNotFound, match="No file matches"):
+        nowhere.set_weight(registered, "1", "3", 10, step=0)
+    empty = tmp_path / "empty.parquet"
+    pd.read_parquet(eval_data).head(0).to_parquet(empty, index=False)
+    with pytest.raises(DataNotFound, match=re.escape(f"Canary traffic {str(empty)!r} has no rows")):
+        BatchCanaryBackend(MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path)).set_weight(
+            registered, "1", "3", 10, step=0
+        )
+    with pytest.raises(DataNotFound, match="Prediction log"):  # analysing a step that never ran
+        BatchCanaryBackend(MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path)).values(
+            registered, "3", 0, CanaryStrategy()
+        )

@@ -1,0 +1,111 @@
+"""The canary strategy and its metric checks: validation, JSON round trip, and how one check judges values."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
+from mlops_provider.exceptions import ConfigurationError
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"steps": [5, 150]}, "between 1 and 100"),
+        ({"steps": [0, 50]}, "between 1 and 100"),
+        ({"steps": [50, 25]}, "strictly increasing"),
+        ({"steps": []}, "steps is empty"),
+        ({"steps": [5.5]}, "whole percent"),
+        ({"interval_seconds": 0}, "interval_seconds must be above 0"),
+        ({"interval_seconds": -3}, "interval_seconds must be above 0"),
+        ({"checks_per_step": 0}, "checks_per_step"),
+        ({"failure_threshold": 0}, "failure_threshold"),
+        ({"metrics": []}, "no metric checks"),
+        ({"stepz": [5]}, "unknown key(s) ['stepz']"),
+        ({"metrics": [{"name": "x", "query": "error_rate", "direction": "up"}]}, "direction must be"),
+        ({"metrics": [{"name": "x", "query": "error_rate", "compare": "baseline"}]}, "compare must be"),
+        ({"metrics": [{"name": "x", "query": "q", "threshold": -1}]}, "cannot be negative"),
+        ({"metrics": [{"name": "x", "query": "q", "treshold": 1}]}, "unknown key(s) ['treshold']"),
+        ({"metrics": [{"name": "x", "query": "q"}, {"name": "x", "query": "r"}]}, "names repeat"),
+    ],
+)
+def test_nonsense_strategies_are_refused_by_name(data, message) -> None:
+    with pytest.raises(
+        ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
+    ):
+        CanaryStrategy.from_dict(data)
+
+
+def test_strategy_round_trips_through_json() -> None:
+    strategy = CanaryStrategy.from_dict({"steps": [10, 100], "interval_seconds": 2.5, "checks_per_step": 2})
+    assert CanaryStrategy.from_dict(strategy.to_dict()) == strategy
+    assert strategy.no_data_limit == 4
+
+
+@pytest.mark.parametrize(
+    ("check", "canary", "champion", "status"),
+    [
+        (MetricCheck("err", "error_rate", compare="absolute", threshold=0.01), 0.005, None, "pass"),
+        (MetricCheck("err", "error_rate", compare="absolute", threshold=0.01), 0.2, None, "fail"),
+        (MetricCheck("auc", "roc_auc", threshold=0.02, direction="higher"), 0.70, 0.71, "pass"),
+        (MetricCheck("auc", "roc_auc", threshold=0.02, direction="higher"), 0.60, 0.71, "fail"),
+        (MetricCheck("p95", "latency_p95_ms", threshold=50), 80.0, 40.0, "pass"),
+        (MetricCheck("p95", "latency_p95_ms", threshold=50), 95.0, 40.0, "fail"),
+        (MetricCheck("auc", "roc_auc", threshold=0.02, direction="higher"), None, 0.71, "no_data"),
+        (MetricCheck("auc", "roc_auc", threshold=0.02, direction="higher"), 0.7, None, "no_data"),
+    ],
+)
+def test_metric_checks_compare_against_the_champion_or_a_bound(check, canary, champion, status) -> None:
+    result = check.evaluate(canary, champion)
+    assert result["status"] == status
+    assert result["metric"] == check.name and check.name in result["message"]
+
+
+def test_limits_are_exact_at_the_threshold_and_nan_is_no_data() -> None:
+    latency = MetricCheck("p95", "latency_p95_ms", threshold=50)
+    at_limit = latency.evaluate(90.0, 40.0)
+    assert at_limit["status"] == "pass" and at_limit["limit"] == 90.0
+    assert "canary 90 <= 90 (champion 40)" in at_limit["message"]
+    assert latency.evaluate(float("nan"), 40.0)["status"] == "no_data"
+    bound = MetricCheck("err", "error_rate", compare="absolute", threshold=0.01)
+    assert bound.evaluate(0.02, 0.0) | {"message": ""} == {
+        "metric": "err",
+        "canary": 0.02,
+        "champion": 0.0,
+        "limit": 0.01,
+        "status": "fail",
+        "message": "",
+    }
+    assert "not <=" in bound.evaluate(0.02, None)["message"]
+
+
+def test_a_metric_check_needs_a_name_a_query_and_a_finite_threshold() -> None:
+    with pytest.raises(ConfigurationError, match="needs a name and a query"):
+        MetricCheck("", "error_rate")
+    with pytest.raises(ConfigurationError, match="threshold must be a finite number"):
+        MetricCheck("err", "error_rate", compare="absolute", threshold=float("inf"))
+    # An absolute bound may be negative (e.g. a minimum margin); only a degradation cannot.
+    assert MetricCheck("m", "q", compare="absolute", threshold=-1.0).threshold == -1.0
+
+
+def test_defaults_are_the_batch_checks_and_max_no_data_overrides_the_limit() -> None:
+    strategy = CanaryStrategy()
+    assert strategy.steps == (5, 25, 50, 100) and strategy.metrics == DEFAULT_BATCH_CHECKS
+    assert strategy.no_data_limit == 2 * strategy.checks_per_step
+    assert CanaryStrategy(max_no_data=1).no_data_limit == 1
+    assert {c.name: c.required for c in DEFAULT_BATCH_CHECKS} == {
+        "error_rate": True,
+        "latency_p95_ms": True,
+        "prediction_psi": False,
+        "roc_auc": False,
+    }
+    # Lists from JSON become tuples, so equal strategies compare equal and hash.
+    parsed = CanaryStrategy.from_dict({"steps": [5, 25, 50, 100]})
+    assert parsed == strategy and hash(parsed) == hash(strategy)
+    assert CanaryStrategy.from_dict(None) == strategy
+
+
+@pytest.mark.parametrize("steps", [[True], ["5"], [5, 5]])
+def test_step_weights_must_be_distinct_whole_numbers(steps) -> None:
+    with pytest.raises(ConfigurationError, match="Canary strategy: step"):
+        CanaryStrategy.from_dict({"steps": steps})

@@ -1,0 +1,128 @@
+"""Loading the training set: every refusal names the column and what to do; the split is by time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlops_provider.trainer.data import TrainingDataError, fetch, load, split_by_time
+from tests.training_data import build_training_set
+
+DAYS, ROWS = 6, 100
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    path = build_training_set(tmp_path_factory.mktemp("data"), days=DAYS, rows_per_day=ROWS, null_labels=7)
+    return pd.read_parquet(path)
+
+
+def _save(frame: pd.DataFrame, directory: Path, name: str = "set") -> str:
+    path = directory / f"{name}.parquet"
+    frame.to_parquet(path, index=False)
+    return str(path)
+
+
+def test_a_good_set_is_checked_typed_and_split_by_time(good: pd.DataFrame, tmp_path: Path) -> None:
+    uri = _save(good.assign(label_timestamp=good["event_timestamp"] + pd.Timedelta(days=2)), tmp_path)
+
+    data = load(uri, "churned", "event_timestamp", 0.25)
+
+    assert len(data.train) + len(data.validation) == (DAYS - 2) * ROWS - 7  # null labels dropped
+    assert data.train["event_timestamp"].max() < data.validation["event_timestamp"].min()
+    assert data.categorical == ["plan", "country"]
+    assert "customer_id" not in data.features and "label_timestamp" not in data.features  # keys and dates
+    assert set(data.numeric) == set(good.columns) - {
+        "customer_id",
+        "event_timestamp",
+        "churned",
+        "plan",
+        "country",
+    }
+    assert data.features == [*data.categorical, *data.numeric] and data.label == "churned"
+    assert data.train["churned"].dtype == "int64" and set(data.train["churned"]) == {0, 1}
+    assert data.fingerprint == f"{uri}@sha256:{hashlib.sha256(Path(uri).read_bytes()).hexdigest()}"
+    file_uri = load(f"file://{uri}", "churned", "event_timestamp", 0.25)
+    assert file_uri.fingerprint.startswith(f"file://{uri}@sha256:") and len(file_uri.train) == len(data.train)
+
+
+def test_boolean_and_text_labels_are_read_as_zero_and_one(good: pd.DataFrame, tmp_path: Path) -> None:
+    labelled = good.dropna(subset=["churned"])
+    as_bool = load(
+        _save(labelled.assign(churned=labelled["churned"] == 1), tmp_path, "b"),
+        "churned",
+        "event_timestamp",
+        0.2,
+    )
+    as_text = load(
+        _save(labelled.assign(churned=labelled["churned"].astype(int).astype(str)), tmp_path, "t"),
+        "churned",
+        "event_timestamp",
+        0.2,
+    )
+    for data in (as_bool, as_text):
+        assert data.train["churned"].dtype == "int64"
+        assert data.train["churned"].sum() + data.validation["churned"].sum() == int(
+            labelled["churned"].sum()
+        )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty", "is empty; check the feature pipeline's date range"),
+        ("no_label", "has no column 'churned' (columns: "),
+        ("no_timestamp", "pass the right --timestamp-column"),
+        ("null_labels", "every 'churned' is null; labels have not landed yet"),
+        ("not_binary", "label 'churned' must be 0/1 or boolean, found "),
+        ("single_class", "label 'churned' has a single class (0)"),
+        ("dict_feature", "feature 'payload' holds dict values the trainer cannot encode"),
+        ("bytes_feature", "feature 'blob' holds bytes values"),
+        ("only_keys", "has no feature columns besides ['churned', 'customer_id', 'event_timestamp']"),
+        ("one_snapshot", "every row has the same 'event_timestamp'"),
+    ],
+)
+def test_bad_sets_are_refused_naming_the_problem(
+    good: pd.DataFrame, tmp_path: Path, case: str, message: str
+) -> None:
+    labelled = good.dropna(subset=["churned"]).reset_index(drop=True)
+    n = len(labelled)
+    frame = {
+        "empty": labelled.head(0),
+        "no_label": labelled.drop(columns=["churned"]),
+        "no_timestamp": labelled.drop(columns=["event_timestamp"]),
+        "null_labels": labelled.assign(churned=pd.array([None] * n, dtype="Int64")),
+        "not_binary": labelled.assign(churned=labelled["churned"].astype(int) * 2),
+        "single_class": labelled.assign(churned=0),
+        "dict_feature": labelled.assign(payload=[{"k": i} for i in range(n)]),
+        "bytes_feature": labelled.assign(blob=[b"\x00"] * n),
+        "only_keys": labelled[["customer_id", "event_timestamp", "churned"]],
+        "one_snapshot": labelled.assign(event_timestamp=labelled["event_timestamp"].iloc[0]),
+    }[case]
+    uri = _save(frame, tmp_path, case)
+    with pytest.raises(TrainingDataError) as err:
+        load(uri, "churned", "event_timestamp", 0.2)
+    assert str(err.value).startswith(f"training set {uri}")
+    assert message in str(err.value)
+
+
+def test_a_missing_local_set_is_refused_before_reading(tmp_path: Path) -> None:
+    with pytest.raises(TrainingDataError, match="does not exist; run the feature pipeline first"):
+        fetch(str(tmp_path / "absent.parquet"), tmp_path)
+    present = tmp_path / "set.parquet"
+    present.write_bytes(b"")
+    assert fetch(f"file://{present}", tmp_path / "unused") == present
+
+
+def test_split_by_time_puts_the_last_fraction_of_the_range_in_validation() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    frame = pd.DataFrame(
+        {"ts": [start + dt.timedelta(days=d) for d in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)], "x": range(11)}
+    )
+    train, validation = split_by_time(frame.sample(frac=1, random_state=0), "ts", 0.3, "t")
+    assert sorted(validation["x"]) == [7, 8, 9, 10]  # cut-off at day 7 of 0..10
+    assert sorted(train["x"]) == list(range(7)) and list(train.index) == list(range(7))
