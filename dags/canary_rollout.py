@@ -8,8 +8,10 @@ analysis polls its metrics every `interval_seconds` and compares the canary with
 
 - `batch` backend (default): each step replays the newest held-out day (features and labels) through
   both models with the step's split, by a stable hash of `customer_id`, and writes a prediction log
-  under `{data_root}/predictions/rollouts/`. Checks: error rate ≤ 1 %, p95 latency within 50 ms of the
-  champion's, prediction-distribution shift (PSI) ≤ 0.25, ROC AUC within 0.02 of the champion's;
+  under `{data_root}/predictions/rollouts/`; each poll judges its own slice of that log (new customers,
+  never an earlier poll's). Checks: error rate ≤ 1 %, p95 latency within 50 ms of the champion's,
+  prediction-distribution shift (PSI) ≤ 0.25, ROC AUC within 0.02 of the champion's (once a poll has
+  200 labelled rows);
 - `kserve` backend: each step patches the KServe InferenceService's `canaryTrafficPercent`, and the
   analysis reads success rate and latency per revision from Prometheus.
 
@@ -19,11 +21,14 @@ data make the step inconclusive, which rolls back too. After the last step the c
 `model_churn_classifier_champion` and `_previous` Assets are updated; `start` updates `_canary`). A **rollback** removes the canary and tags the
 version with why; the champion never moves. The very first model (no champion yet) is promoted at once.
 
-A first task, **validate_conf**, refuses a run whose conf has an unknown key.
+A first task, **validate_conf**, refuses a run whose conf has an unknown key. **start** fails, with no
+canary and no traffic, when the gate compared the challenger with another champion than today's (one
+was promoted in between): re-run the gate.
 
-Everything is kept in MLflow (aliases and `mlops.canary.*` tags on the version), so clearing a task
-or restarting the scheduler resumes the rollout where it was, with no step taken twice. A task that
-errors leaves the rollout holding at its current step; re-run it.
+Everything is kept in MLflow (aliases, and one JSON tag `mlops.canary.state` on the version, written
+whole at every transition), so clearing a task or restarting the scheduler resumes the rollout where it
+was, with no step taken twice. A task that errors leaves the rollout holding at its current step; re-run
+it.
 
 **Trigger**: `airflow dags trigger canary_rollout --conf '{"interval_seconds": 5, "checks_per_step": 2}'`.
 Conf keys: `version` (default the `challenger` alias), `backend` (`batch` | `kserve`),

@@ -70,7 +70,8 @@ with DAG(
         "thresholds": Param(
             {},
             type="object",
-            description='Per-feature overrides of psi, psi_warn, p_value, js; "*" for every feature. '
+            description="Per-feature overrides of psi, psi_warn, p_value, js, max_null_fraction_increase, "
+            'max_new_category_share; "*" for every feature. '
             'Example: {"spend_30d": {"psi": 0.4}}.',
         ),
     },

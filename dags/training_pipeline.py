@@ -22,10 +22,12 @@ history.
    data interval, feature service, training-set URI and fingerprint, GX validation, code version);
    idempotent: a retried or re-run task returns the version it created before;
 4. **wait_ready**: waits until the version is READY;
-5. **gate**: evaluates the new version and the current `champion` on the same held-out data (the latest
-   labelled day, from Feast) and decides with MLflow's `validate_evaluation_results`; on pass the
-   `challenger` alias moves to the new version, on fail aliases stay and the reason is tagged on the
-   version. The first model ever passes on the absolute thresholds alone;
+5. **gate**: scores the new version and the current `champion` on the same held-out rows (the latest
+   labelled day, from Feast) and passes when the confidence interval of the ROC AUC difference (DeLong)
+   shows the new version is not worse beyond the tolerance; too few labelled rows or positives decide
+   `insufficient_evidence`, never a promotion (docs/evaluation.md). On pass the `challenger` alias
+   moves to the new version; otherwise aliases stay and the decision, interval and n are tagged on the
+   version. The first model needs the absolute thresholds and the minimum evidence;
 6. **challenger_set**: on pass, updates the `model_churn_classifier_challenger` Asset, which starts the
    `canary_rollout` DAG.
 
@@ -58,9 +60,10 @@ FEATURE_SERVICE = "churn_model_v1"
 MODEL_NAME = "churn_classifier"
 TRAINING_SET = "{{ ti.xcom_pull(task_ids='training_set') }}"
 HYPERPARAMETERS = "{{ params.hyperparameters | tojson }}"
-# What a new version must meet, and beat the champion on (MLflow MetricThreshold fields).
+# Absolute bounds a new version must meet (MLflow MetricThreshold fields); the comparison with the champion
+# is the gate's confidence interval (tolerance, confidence, minimum evidence: docs/evaluation.md).
 GATE_THRESHOLDS = {
-    "roc_auc": {"threshold": 0.6, "min_absolute_change": 0.0001, "greater_is_better": True},
+    "roc_auc": {"threshold": 0.6, "greater_is_better": True},
     "log_loss": {"threshold": 0.6, "greater_is_better": False},
 }
 # The model's run: the one just trained, or the registered one reused when nothing changed.
@@ -200,21 +203,33 @@ with DAG(
     )
     # --8<-- [end:gate]
 
-    @task(task_id="challenger_set", outlets=[model_alias_asset(MODEL_NAME, "challenger")])
-    def challenger_set(decision: dict) -> str:
-        """Announce the new challenger, which starts the canary rollout.
+    challenger_asset = model_alias_asset(MODEL_NAME, "challenger")
 
-        Skipped when the gate fails, and when it only repeated an earlier decision (a re-run, or the
-        drift-triggered run that follows the features-triggered one for the same data): that
-        challenger was announced already, and one rollout is enough.
+    # The Asset is also an inlet, so the task can read its own past announcements (their extra).
+    @task(task_id="challenger_set", inlets=[challenger_asset], outlets=[challenger_asset])
+    def challenger_set(decision: dict, *, inlet_events=None, outlet_events=None) -> str:
+        """Announce the new challenger once, which starts the canary rollout.
+
+        Skipped unless the gate passed (a fail or insufficient evidence promotes nothing). Keyed by the
+        announcement itself, not by whether the gate decision was reused: a version already announced
+        (a re-run, or the drift-triggered run that follows the features-triggered one for the same data)
+        is not announced again, and a gate that died after recording its decision but before this task
+        ran still gets its one announcement on the re-run.
         """
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if decision["reused"] or decision["gate_run_id"] is None:
+        from mlops_provider.constants import GATE_PASS
+
+        version = str(decision["version"])
+        if decision["decision"] != GATE_PASS:
             raise AirflowSkipException(
-                f"Version {decision['version']} was announced before ({' '.join(decision['reasons'])})."
+                f"Version {version} is not promoted: the gate decided {decision['decision']} "
+                f"({' '.join(decision['reasons'])})."
             )
-        return decision["version"]
+        if any((event.extra or {}).get("version") == version for event in inlet_events[challenger_asset]):
+            raise AirflowSkipException(f"Version {version} was announced as the challenger before.")
+        outlet_events[challenger_asset].extra = {"version": version, "gate_run_id": decision["gate_run_id"]}
+        return version
 
     existing = find_existing.output
     validate_conf >> training_set >> [find_existing, eval_set]

@@ -13,6 +13,7 @@ import json
 import pytest
 from mlflow import MlflowClient
 
+from mlops_provider.constants import CANARY_STATE_TAG
 from tests.mlflow_helpers import log_model, task_context, unique_name
 
 STRATEGY = {"steps": [10, 50, 100], "interval_seconds": 0.05, "checks_per_step": 2, "failure_threshold": 1}
@@ -59,7 +60,7 @@ def rollout(mlflow_conn, models, eval_data, tmp_path):
             return client.get_model_version(name, version).tags
 
         def history(self, version: str) -> list[dict]:
-            return json.loads(self.tags(version)["mlops.canary.history"])
+            return json.loads(self.tags(version)[CANARY_STATE_TAG])["history"]
 
     r = Rollout()
     r.name, r.config, r.common, r.client = name, config, common, client

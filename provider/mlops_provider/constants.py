@@ -12,6 +12,9 @@ ALIASES = (CHAMPION, CHALLENGER, CANARY, PREVIOUS)
 
 # -- canary rollout statuses and analysis verdicts -----------------------------------------------------
 PROGRESSING, PROMOTED, ROLLED_BACK = "progressing", "promoted", "rolled_back"
+# A start refused before any traffic moved (the gate compared against another champion); not final:
+# start again once the gate has re-run.
+REFUSED = "refused"
 PASS, FAIL, NO_DATA, INCONCLUSIVE = "pass", "fail", "no_data", "inconclusive"
 
 # -- MLflow tags -------------------------------------------------------------------------------------
@@ -44,10 +47,11 @@ GATE_RUN_ID_TAG = f"{GATE_TAG}run_id"
 GATE_KEY_TAG = f"{GATE_TAG}key"
 GATE_CHAMPION_VERSION_TAG = f"{GATE_TAG}champion_version"
 
-# Canary rollout state on the canary version: f"{CANARY_TAG}{field}" (status, step, weight, history...).
+# Canary rollout state on the canary version: ONE JSON document (of, status, step, weight, steps,
+# verdicts, history, reason, ...), written whole by a single tag write per transition, so a kill between
+# two writes can never leave half a transition behind. Nothing searches by status, so there is no mirror.
 CANARY_TAG = f"{TAG_PREFIX}canary."
-CANARY_STATUS_TAG = f"{CANARY_TAG}status"
-CANARY_HISTORY_TAG = f"{CANARY_TAG}history"
+CANARY_STATE_TAG = f"{CANARY_TAG}state"
 
 # Drift detection: one run per (model version, data, thresholds) in DRIFT_EXPERIMENT.
 DRIFT_EXPERIMENT = "mlops-drift"
@@ -62,3 +66,18 @@ DRIFTED_FEATURES_TAG = f"{DRIFT_TAG}drifted_features"
 KSERVE_GROUP, KSERVE_VERSION, KSERVE_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 KSERVE_KIND = "InferenceService"
 KSERVE_API_VERSION = f"{KSERVE_GROUP}/{KSERVE_VERSION}"
+
+# -- the evaluation gate's decisions and its evidence (mlops_provider.ml.stats) ---------------------------
+# insufficient_evidence: too few labelled rows or positives to decide; never a promotion.
+GATE_PASS, GATE_FAIL, GATE_INSUFFICIENT = PASS, FAIL, "insufficient_evidence"
+GATE_DECISIONS = (GATE_PASS, GATE_FAIL, GATE_INSUFFICIENT)
+# On the candidate version: the compared metric, labelled rows and positives, the difference (positive:
+# the candidate is better) and its confidence interval, the confidence and the method (delong, bootstrap).
+GATE_METRIC_TAG = f"{GATE_TAG}metric"
+GATE_N_TAG = f"{GATE_TAG}n"
+GATE_POSITIVES_TAG = f"{GATE_TAG}positives"
+GATE_DIFFERENCE_TAG = f"{GATE_TAG}difference"
+GATE_CI_LOW_TAG = f"{GATE_TAG}ci_low"
+GATE_CI_HIGH_TAG = f"{GATE_TAG}ci_high"
+GATE_CONFIDENCE_TAG = f"{GATE_TAG}confidence"
+GATE_METHOD_TAG = f"{GATE_TAG}method"

@@ -48,7 +48,7 @@ def _holdout() -> str:
 
     from mlops_provider.example_data.generator import GeneratorConfig, activity_table, labels_table
 
-    cfg, day = GeneratorConfig(rows_per_day=300), dt.date(2026, 1, 3)
+    cfg, day = GeneratorConfig(rows_per_day=2000), dt.date(2026, 1, 3)  # above the gate's minimum evidence
     labels = labels_table(cfg, day + dt.timedelta(days=2)).to_pandas()[["customer_id", "churned"]]
     data = (
         activity_table(cfg, day).to_pandas().drop(columns=["event_timestamp"]).merge(labels, on="customer_id")

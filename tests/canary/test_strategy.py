@@ -27,6 +27,12 @@ from mlops_provider.exceptions import ConfigurationError
         ({"metrics": [{"name": "x", "query": "q", "threshold": -1}]}, "cannot be negative"),
         ({"metrics": [{"name": "x", "query": "q", "treshold": 1}]}, "unknown key(s) ['treshold']"),
         ({"metrics": [{"name": "x", "query": "q"}, {"name": "x", "query": "r"}]}, "names repeat"),
+        ({"min_samples": 0}, "min_samples must be a whole number >= 1"),
+        ({"min_samples": 50.5}, "min_samples must be a whole number >= 1"),
+        ({"min_samples": True}, "min_samples must be a whole number >= 1"),
+        ({"min_positives": 0}, "min_positives must be a whole number >= 1"),
+        ({"min_samples": 20, "min_positives": 30}, "min_positives (30) cannot exceed min_samples (20)"),
+        ({"max_no_data": True}, "max_no_data must be >= 1"),
     ],
 )
 def test_nonsense_strategies_are_refused_by_name(data, message) -> None:
@@ -109,3 +115,39 @@ def test_defaults_are_the_batch_checks_and_max_no_data_overrides_the_limit() -> 
 def test_step_weights_must_be_distinct_whole_numbers(steps) -> None:
     with pytest.raises(ConfigurationError, match="Canary strategy: step"):
         CanaryStrategy.from_dict({"steps": steps})
+
+
+def test_min_samples_defaults_to_200_labelled_rows_and_round_trips() -> None:
+    from mlops_provider.ml import scoring
+
+    default = CanaryStrategy()
+    assert (default.min_samples, default.min_positives) == (200, 10)
+    assert (default.min_samples, default.min_positives) == (scoring.MIN_SAMPLES, scoring.MIN_POSITIVES)
+    small = CanaryStrategy.from_dict({"min_samples": 40, "min_positives": 5})
+    assert (small.min_samples, small.min_positives) == (40, 5)
+    assert CanaryStrategy.from_dict(small.to_dict()) == small
+
+
+@pytest.mark.parametrize(
+    ("checks", "failures", "no_data", "expected"),
+    [(3, 2, None, 9), (2, 1, None, 5), (1, 1, 1, 1), (2, 3, 2, 5)],
+)
+def test_max_polls_is_the_most_polls_a_step_can_take(checks, failures, no_data, expected) -> None:
+    """Every sequence of poll results is decided by step_verdict within max_polls polls, and some
+    sequence needs all of them: the batch backend's one slice per poll never runs out."""
+    import itertools
+
+    from mlops_provider.canary import step_verdict
+
+    strategy = CanaryStrategy(checks_per_step=checks, failure_threshold=failures, max_no_data=no_data)
+    assert strategy.max_polls == expected
+    longest = 0
+    for results in itertools.product(("pass", "fail", "no_data"), repeat=expected):
+        polls = []
+        for status in results:
+            polls.append({"status": status})
+            if step_verdict(strategy, polls) is not None:
+                break
+        assert step_verdict(strategy, polls) is not None, results
+        longest = max(longest, len(polls))
+    assert longest == expected

@@ -2,7 +2,8 @@
 
 A good challenger walks every step and is promoted; a bad one (a constant model) is rolled back at
 the first step and the champion never moves; a rollout cut off after its first analysis resumes
-without stepping twice; batch scoring then follows the champion. One test function: the scenarios
+without stepping twice; a challenger gated against an earlier champion is refused at the start; batch
+scoring then follows the champion. One test function: the scenarios
 build on each other's registry state, in order.
 """
 
@@ -13,6 +14,7 @@ import json
 
 import pytest
 
+from mlops_provider.constants import CANARY_STATE_TAG, GATE_CHAMPION_VERSION_TAG
 from mlops_provider.ml.scoring import read_log
 from tests.dags.conftest import features_then_training, run_dag
 from tests.mlflow_helpers import log_model
@@ -53,10 +55,22 @@ def _aliases(client) -> dict[str, str]:
     return dict(client.get_registered_model(MODEL).aliases)
 
 
-def _challenger(client, source_version: str | None = None, *, tracking_uri: str | None = None) -> str:
-    """Register a new version (a copy of ``source_version``'s model, or a constant model) as challenger."""
+def _challenger(
+    client,
+    source_version: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    gated_against: str | None = None,
+) -> str:
+    """Register a new version (a copy of ``source_version``'s model, or a constant model) as challenger.
+
+    A copy carries its source's tags, the gate's among them; it is re-tagged as the gate would tag a new
+    candidate: compared with ``gated_against``, default today's champion.
+    """
     if source_version:
         version = client.copy_model_version(f"models:/{MODEL}/{source_version}", MODEL).version
+        champion = gated_against or _aliases(client)["champion"]
+        client.set_model_version_tag(MODEL, version, GATE_CHAMPION_VERSION_TAG, champion)
     else:
         logged = log_model(tracking_uri, "constant")
         model_id = logged["model_uri"].removeprefix("models:/")
@@ -67,9 +81,12 @@ def _challenger(client, source_version: str | None = None, *, tracking_uri: str 
     return str(version)
 
 
+def _state(client, version: str) -> dict:
+    return json.loads(client.get_model_version(MODEL, version).tags[CANARY_STATE_TAG])
+
+
 def _history(client, version: str) -> list[str]:
-    tags = client.get_model_version(MODEL, version).tags
-    return [entry["action"] for entry in json.loads(tags["mlops.canary.history"])]
+    return [entry["action"] for entry in _state(client, version)["history"]]
 
 
 def test_rollout_scenarios_end_to_end(stack) -> None:
@@ -105,12 +122,9 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     assert states["step_1_decide"] == "success" and states["rollback"] == "success", states
     assert states["step_2_deploy"] == states["promote"] == "skipped", states
     assert _aliases(client)["champion"] == good and "canary" not in _aliases(client)
-    tags = client.get_model_version(MODEL, bad).tags
-    assert tags["mlops.canary.status"] == "rolled_back"
-    assert (
-        "step 1 analysis fail" in tags["mlops.canary.reason"]
-        and "prediction_psi" in tags["mlops.canary.reason"]
-    )
+    state = _state(client, bad)
+    assert state["status"] == "rolled_back"
+    assert "step 1 analysis fail" in state["reason"] and "prediction_psi" in state["reason"]
     assert _history(client, bad) == ["start", "step_up", "analysis_failed", "rollback"]
 
     # 4. Cut off after step 1's analysis (scheduler killed), then run again: no step is taken twice.
@@ -128,7 +142,21 @@ def test_rollout_scenarios_end_to_end(stack) -> None:
     assert _history(client, resumed) == ["start", *["step_up", "hold_passed"] * 4, "promote"]
     assert _aliases(client)["champion"] == resumed and _aliases(client)["previous"] == good
 
-    # 5. Batch scoring honours the split (now champion only) and a re-run writes no duplicate rows.
+    # 5. A challenger the gate compared with the old champion (promoted over meanwhile) is refused at the
+    # start: no canary, no traffic, the champion stays, and the state says to re-run the gate.
+    stale = _challenger(client, good, gated_against=good)
+    run, states = run_dag(dag, **FAST)
+    assert run.state == "failed" and states["start"] == "failed", states
+    assert states["step_1_deploy"] == "upstream_failed", states
+    assert "canary" not in _aliases(client) and _aliases(client)["champion"] == resumed
+    state = _state(client, stale)
+    assert state["status"] == "refused" and _history(client, stale) == ["refuse"]
+    assert (
+        state["reason"]
+        == f"gated against champion v{good}, but the champion is now v{resumed}: re-run the gate"
+    )
+
+    # 6. Batch scoring honours the split (now champion only) and a re-run writes no duplicate rows.
     from batch_scoring import dag as scoring
 
     day = (START + dt.timedelta(days=DAYS - 1)).isoformat()

@@ -81,6 +81,8 @@ def test_clean_day_lands_in_the_online_store_and_reruns_change_nothing(dag, pipe
         ("corrupt", "parquet"),
         ("future_timestamps", "event_timestamp"),
         ("naive_timestamps", "event_timestamp"),
+        ("null_feature", "not_be_null(minutes_watched_7d)"),
+        ("partly_null_feature", "not_be_null(country)"),
     ],
 )
 def test_bad_batch_is_quarantined_and_the_online_store_is_untouched(dag, pipeline_env, mode, named):

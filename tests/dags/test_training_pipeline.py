@@ -14,6 +14,7 @@ START = dt.date(2026, 1, 1)
 DAYS = 4
 ROWS = 1500
 HYPERPARAMETERS = {"epochs": 8, "hidden": [32], "lr": 0.01}
+CHALLENGER_URI = "mlflow://models/churn_classifier/aliases/challenger"
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,8 @@ def test_the_first_model_is_registered_with_lineage_and_becomes_challenger(train
     assert version.tags["mlops.feature_service"] == "churn_model_v1"
     assert version.tags["mlops.data_fingerprint"].startswith(version.tags["mlops.training_set_uri"])
     assert version.tags["mlops.dag_id"] == "training_pipeline"
+    assert states["challenger_set"] == "success", states
+    assert [e["version"] for e in challenger_announcements()] == [version.version]
 
 
 def test_rerun_with_unchanged_data_reuses_the_version_and_trains_nothing(trained):
@@ -65,6 +68,7 @@ def test_rerun_with_unchanged_data_reuses_the_version_and_trains_nothing(trained
         assert run.state == "success", states
         assert states["train"] == "skipped", states
         assert run.get_task_instance("find_existing").xcom_pull(task_ids="find_existing")["found"] is True
+        assert states["challenger_set"] == "skipped", states  # announced by the first run already
 
     import mlflow
 
@@ -72,6 +76,41 @@ def test_rerun_with_unchanged_data_reuses_the_version_and_trains_nothing(trained
         "name='churn_classifier'"
     )
     assert len(versions) == 1
+
+
+def challenger_announcements() -> list[dict]:
+    """The extras of the challenger Asset's events in Airflow's metadata database, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == CHALLENGER_URI)
+            .order_by(AssetEvent.timestamp)
+        )
+        return [dict(event.extra or {}) for event in events]
+
+
+def test_reruns_announce_the_challenger_exactly_once_even_after_a_lost_announcement(trained):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    from training_pipeline import dag as training
+
+    # The gate recorded its decision, but the run died before challenger_set announced it.
+    with create_session() as session:
+        asset_id = session.query(AssetModel.id).filter(AssetModel.uri == CHALLENGER_URI).scalar()
+        session.query(AssetEvent).filter(AssetEvent.asset_id == asset_id).delete()
+    assert challenger_announcements() == []
+
+    states = [run_dag(training, day="2026-01-04", hyperparameters=HYPERPARAMETERS)[1] for _ in range(2)]
+
+    assert [s["gate"] for s in states] == ["success", "success"], states
+    # The first re-run reuses the recorded decision and still announces; the second finds that announcement.
+    assert [s["challenger_set"] for s in states] == ["success", "skipped"], states
+    assert len(challenger_announcements()) == 1
 
 
 def test_training_set_is_point_in_time_and_labelled(trained, pipeline_env):

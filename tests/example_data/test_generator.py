@@ -81,6 +81,22 @@ def test_every_bad_mode_writes_something_malformed(tmp_path, mode):
     assert not table.equals(clean)
 
 
+@pytest.mark.parametrize(
+    ("mode", "column", "null_share"),
+    [("null_feature", "minutes_watched_7d", 1.0), ("partly_null_feature", "country", 0.6)],
+)
+def test_null_feature_modes_null_one_feature_and_keep_the_schema(tmp_path, mode, column, null_share):
+    write_day(GeneratorConfig(rows_per_day=500, bad_mode=mode), tmp_path, DAY)
+    table = pq.read_table(partition_path(tmp_path, ACTIVITY_DATASET, DAY))
+    clean = activity_table(GeneratorConfig(rows_per_day=500), DAY)
+
+    assert table.schema.equals(clean.schema)  # types unchanged: only a null rule can notice
+    assert table[column].null_count == null_share * 500
+    assert table.drop_columns([column]).equals(clean.drop_columns([column]))
+    kept = table[column].drop_null()
+    assert kept.equals(clean[column].filter(table[column].is_valid()))  # the rest is the clean values
+
+
 def test_bad_days_limit_the_corruption(tmp_path):
     cfg = GeneratorConfig(rows_per_day=50, bad_mode="empty", bad_days=(DAY,))
     generate(cfg, tmp_path, DAY - dt.timedelta(days=1), 2)

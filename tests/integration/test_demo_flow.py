@@ -22,6 +22,7 @@ from tools.demo import (
     run_pipeline,
 )
 
+from mlops_provider.constants import CANARY_STATE_TAG
 from mlops_provider.example_data.generator import GeneratorConfig, activity_table
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("standalone")]
@@ -78,15 +79,15 @@ def test_demo_flow_under_a_real_scheduler(stack):
     # The first model was registered with lineage, passed the gate and, with no champion, was promoted.
     first = client.get_model_version("churn_classifier", "1")
     assert first.tags["mlops.gate.decision"] == "pass" and first.tags["mlops.dag_id"] == "training_pipeline"
-    assert first.tags["mlops.canary.status"] == "promoted"
+    assert json.loads(first.tags[CANARY_STATE_TAG])["status"] == "promoted"
     # The retrained version went out as a canary step by step and was promoted: champion moved, v1 kept
     # as previous; the drift-triggered run for the same data reused it (no third version).
     second = client.get_model_version("churn_classifier", "2")
-    history = json.loads(second.tags["mlops.canary.history"])
+    history = json.loads(second.tags[CANARY_STATE_TAG])["history"]
     assert [e["action"] for e in history[:2]] == ["start", "step_up"], history
     steps = [e["weight"] for e in history if e["action"] == "hold_passed"]
     assert steps == [5, 25, 50, 100], history  # every step analysed once
-    assert second.tags["mlops.canary.status"] == "promoted", second.tags
+    assert json.loads(second.tags[CANARY_STATE_TAG])["status"] == "promoted", second.tags
     final = versions(client)
     assert final == {"1": {"previous"}, "2": {"champion", "challenger"}}, final
     summary = "\n".join(model_summary(stack))

@@ -48,7 +48,9 @@ def test_a_quiet_day_has_no_drift_in_any_feature(reference) -> None:
     for feature, r in report["features"].items():
         assert r["drifted"] is False and r["status"] == "ok", drift.describe(feature, r)
         assert r["reference_rows"] == r["current_rows"] == ROWS
-        assert r["reference_null_fraction"] == r["current_null_fraction"] == 0.0
+        assert r["reference_null_fraction"] == r["current_null_fraction"] == r["null_fraction"] == 0.0
+        assert r["new_category_share"] == (0.0 if feature in CATEGORICAL else None)
+        assert "reason" not in r
     assert report["features"]["spend_30d"]["psi"] < 0.1 and report["features"]["spend_30d"]["ks_p"] > 0.05
     assert report["features"]["country"]["js"] < 0.05 and report["features"]["country"]["chi2_p"] > 0.05
     json.dumps(report, allow_nan=False)  # plain JSON, no NaN
@@ -107,6 +109,8 @@ def test_threshold_overrides_per_feature_and_for_all(reference, drifted_day) -> 
         "psi_warn": 0.1,
         "p_value": 0.05,
         "js": 0.1,
+        "max_null_fraction_increase": 0.1,
+        "max_new_category_share": 0.05,
     }
     assert report["features"]["spend_30d"]["status"] == "warn"  # past psi_warn, short of drift
 
@@ -131,8 +135,73 @@ def test_unseen_categories_fall_in_other_and_count_as_drift(reference) -> None:
 
     country = drift.detect(reference, current)["features"]["country"]
 
-    assert country["unseen_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert country["unseen_fraction"] == country["new_category_share"] == pytest.approx(0.5, abs=0.01)
     assert country["drifted"] is True and country["chi2_p"] < 1e-10
+    assert "categories the reference never saw" in country["reason"]
+
+
+def test_a_partition_that_loses_values_drifts_in_that_feature(reference) -> None:
+    """60% nulls leave a random 40% that the tests find unchanged; the null-share check sees the loss."""
+    current = features_of(7)
+    current.loc[current.index % 5 < 3, "spend_30d"] = np.nan
+
+    report = drift.detect(reference, current)
+
+    spend = report["features"]["spend_30d"]
+    assert spend["psi"] < 0.1 and spend["ks_p"] > 0.05  # what is left looks like the reference
+    assert spend["drifted"] is True and spend["status"] == "drift"
+    assert spend["null_fraction"] == spend["current_null_fraction"] == 0.6
+    assert spend["reference_null_fraction"] == 0.0
+    assert (
+        spend["reason"] == "its null share rose from 0.0% in the reference to 60.0% (allowed increase 10.0%)"
+    )
+    assert report["drifted_features"] == ["spend_30d"]
+    assert report["dataset_drift"] is False  # one feature of nine, under drift_share 0.3
+    line = drift.describe("spend_30d", spend)
+    assert line.startswith("Feature 'spend_30d' drifted: its null share rose from 0.0%") and "PSI" in line
+    page = drift.render_html(report)
+    assert '<tr class="drift"><td>spend_30d</td>' in page and "its null share rose" in page
+
+    lenient = drift.detect(reference, current, thresholds={"spend_30d": {"max_null_fraction_increase": 0.7}})
+    assert lenient["drifted_features"] == []
+
+
+def test_a_null_share_that_stays_or_rises_a_little_does_not_drift(reference) -> None:
+    sparse = reference.copy()
+    sparse.loc[sparse.index % 10 == 0, "minutes_watched_7d"] = np.nan  # 10% null in the reference
+    current = features_of(7)
+    current.loc[current.index % 5 == 0, "minutes_watched_7d"] = np.nan  # 20%: ten points more, not past
+
+    minutes = drift.detect(sparse, current)["features"]["minutes_watched_7d"]
+
+    assert minutes["reference_null_fraction"] == pytest.approx(0.1)
+    assert minutes["null_fraction"] == pytest.approx(0.2)
+    assert minutes["drifted"] is False and "reason" not in minutes
+    assert "null share 20.0% (reference 10.0%, allowed increase 10.0%)" in drift.describe(
+        "minutes_watched_7d", minutes
+    )
+    assert drift.detect(reference, current)["features"]["minutes_watched_7d"]["drifted"] is True
+
+
+@pytest.mark.parametrize(("share", "drifted"), [(0.04, False), (0.08, True)])
+def test_new_categories_past_their_share_drift_on_their_own(reference, share, drifted) -> None:
+    """With the JS and chi-squared tests made lenient, the new-category share alone decides."""
+    current = features_of(7)
+    current.loc[: int(share * ROWS) - 1, "country"] = "JP"  # a market the reference never saw
+
+    country = drift.detect(reference, current, thresholds={"country": {"js": 1.0}})["features"]["country"]
+
+    assert country["new_category_share"] == pytest.approx(share)
+    assert country["drifted"] is drifted
+    line = drift.describe("country", country)
+    if drifted:
+        assert country["reason"] == (
+            "8.0% of its current values are categories the reference never saw (threshold 5.0%)"
+        )
+        assert line.startswith("Feature 'country' drifted: 8.0% of its current values are categories")
+    else:
+        assert "reason" not in country
+        assert "4.0% new categories (threshold 5.0%)" in line
 
 
 def test_a_feature_that_becomes_all_null_drifts(reference) -> None:
@@ -155,6 +224,8 @@ def test_errors_name_what_is_wrong(reference) -> None:
         drift.detect(reference, reference, thresholds={"spend30d": {"psi": 0.3}})
     with pytest.raises(ConfigurationError, match="'p_value' must be in"):
         drift.detect(reference, reference, thresholds={"spend_30d": {"p_value": 5}})
+    with pytest.raises(ConfigurationError, match=r"'max_new_category_share' must be in \[0, 1\]"):
+        drift.detect(reference, reference, thresholds={"*": {"max_new_category_share": 2}})
     with pytest.raises(ConfigurationError, match="drift_share"):
         drift.detect(reference, reference, drift_share=0)
     with pytest.raises(ConfigurationError, match=r"Categorical feature\(s\) \['colour'\]"):

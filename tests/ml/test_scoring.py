@@ -129,8 +129,56 @@ def test_shadow_scoring_compares_both_models_on_the_canarys_own_rows(traffic) ->
     canary = same[same["variant"] == "canary"]
     assert canary["shadow_probability"].notna().all()
     assert same.loc[same["variant"] == "champion", "shadow_probability"].isna().all()
-    values = scoring.analyse(same, "churned", min_quality_rows=100)
+    values = scoring.analyse(same, "churned", min_samples=100)
     assert values["prediction_psi"][0] == pytest.approx(0.0, abs=1e-9)
     assert values["roc_auc"][0] == values["roc_auc"][1]  # paired: equal models differ by exactly 0
-    worse = scoring.analyse(_score(traffic, 30, canary="weak", shadow=True), "churned", min_quality_rows=100)
+    worse = scoring.analyse(_score(traffic, 30, canary="weak", shadow=True), "churned", min_samples=100)
     assert worse["roc_auc"][0] < worse["roc_auc"][1] - 0.05
+
+
+def test_poll_slices_are_disjoint_equal_and_hold_their_share_of_each_variant(traffic) -> None:
+    keys = traffic["customer_id"]
+    variant = np.where(scoring.canary_mask(keys, 5, "churn"), "canary", "champion")  # 5 %: ~100 canary rows
+    masks = [scoring.poll_slice(keys, poll, 9, "churn|step=0", strata=variant) for poll in range(9)]
+    assert (sum(m.astype(int) for m in masks) == 1).all()  # every entity in exactly one slice
+    for side in ("canary", "champion"):  # dealt out in turn: no slice short of its share, none empty
+        sizes = [int((m & (variant == side)).sum()) for m in masks]
+        assert max(sizes) - min(sizes) <= 1 and min(sizes) > 0, (side, sizes)
+    again = scoring.poll_slice(keys, 2, 9, "churn|step=0", strata=variant)
+    assert (again == masks[2]).all()  # stable across calls (and processes: a fixed hash key)
+    other_step = scoring.poll_slice(keys, 2, 9, "churn|step=1", strata=variant)
+    assert (other_step != masks[2]).any()  # each step slices anew
+    plain = [scoring.poll_slice(keys, poll, 4, "churn") for poll in range(4)]  # no strata: one pool
+    assert sorted(int(m.sum()) for m in plain) == [500, 500, 500, 500]
+    with pytest.raises(ConfigurationError, match=r"Poll 5 has no slice: .* split into 5 slices"):
+        scoring.poll_slice(keys, 5, 5, "churn")
+    with pytest.raises(ConfigurationError, match="Poll slices must be a whole number"):
+        scoring.poll_slice(keys, 0, 0, "churn")
+
+
+def test_consecutive_polls_judge_different_traffic(traffic) -> None:
+    log = _score(traffic, 50, canary="weak", shadow=True)
+    slices = [log.loc[scoring.poll_slice(log["customer_id"], poll, 3, "churn|step=0")] for poll in range(3)]
+    ids = [set(s["customer_id"]) for s in slices]
+    assert not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
+    values = [scoring.analyse(s, "churned", min_samples=100) for s in slices]
+    for metric in ("rows", "prediction_psi", "mean_probability", "roc_auc"):
+        assert len({v[metric] for v in values}) == 3, metric  # no two polls read the same numbers
+
+
+def test_quality_waits_for_min_samples_labelled_rows_and_min_positives(traffic) -> None:
+    log = _score(traffic, 20, shadow=True)
+    canary = log[log["variant"] == "canary"]
+    labelled = len(canary)
+    positives = int(canary["churned"].sum())
+    assert 250 < labelled < 550 and positives >= 20
+    judged = scoring.analyse(log, "churned", min_samples=labelled, min_positives=positives)
+    assert judged["roc_auc"][0] is not None and judged["accuracy"][0] is not None
+    too_few = scoring.analyse(log, "churned", min_samples=labelled + 1)
+    assert too_few["roc_auc"] == too_few["accuracy"] == (None, None)  # below min_samples: no data
+    rare = scoring.analyse(log, "churned", min_samples=labelled, min_positives=positives + 1)
+    assert rare["roc_auc"] == (None, None) and rare["accuracy"][0] is not None  # AUC needs positives
+    unlabelled = log.assign(churned=log["churned"].where(log.index % 2 == 0))  # half the labels late
+    late = scoring.analyse(unlabelled, "churned", min_samples=labelled)
+    assert late["roc_auc"] == (None, None)  # rows without a label do not count
+    assert scoring.analyse(log, "churned")["roc_auc"][0] is not None  # the default: 200 rows

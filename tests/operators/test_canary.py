@@ -3,8 +3,11 @@ and batch scoring. The ``rollout`` fixture is in tests/canary_rollout.py."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from mlops_provider.constants import CANARY_STATE_TAG, GATE_CHAMPION_VERSION_TAG
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.ml.scoring import read_log
 from mlops_provider.operators.canary import (
@@ -17,10 +20,19 @@ from tests.canary_rollout import STRATEGY
 from tests.mlflow_helpers import task_context
 
 
+def stored(rollout, version: str) -> dict:
+    """The rollout state as MLflow holds it: one JSON tag on the version."""
+    return json.loads(rollout.tags(version)[CANARY_STATE_TAG])
+
+
+def actions(rollout, version: str) -> list[str]:
+    return [entry["action"] for entry in stored(rollout, version)["history"]]
+
+
 def test_the_first_model_is_promoted_at_once(rollout) -> None:
     assert rollout.aliases() == {"champion": "1"}
-    assert rollout.tags("1")["mlops.canary.status"] == "promoted"
-    assert "no champion" in rollout.tags("1")["mlops.canary.reason"]
+    assert stored(rollout, "1")["status"] == "promoted"
+    assert "no champion" in stored(rollout, "1")["reason"]
 
 
 def test_a_good_challenger_walks_every_step_and_is_promoted(rollout) -> None:
@@ -55,8 +67,7 @@ def test_a_good_challenger_walks_every_step_and_is_promoted(rollout) -> None:
 
     assert promoted["status"] == "promoted" and promoted["weight"] == 100
     assert rollout.aliases() == {"champion": version, "previous": "1", "challenger": version}
-    actions = [entry["action"] for entry in rollout.history(version)]
-    assert actions == ["start", *["step_up", "hold_passed"] * 3, "promote"]
+    assert actions(rollout, version) == ["start", *["step_up", "hold_passed"] * 3, "promote"]
 
 
 def test_steps_are_never_taken_twice_or_skipped(rollout) -> None:
@@ -70,10 +81,8 @@ def test_steps_are_never_taken_twice_or_skipped(rollout) -> None:
         rollout.run(CanaryDeployOperator, version=version, step=1)
     first = rollout.analyse(version, 0)
     assert rollout.analyse(version, 0) == first  # resumed: the recorded verdict, no new polls
-    actions = [entry["action"] for entry in rollout.history(version)]
-    assert (
-        actions.count("step_up") == 1 and actions.count("hold_passed") + actions.count("analysis_failed") == 1
-    )
+    taken = actions(rollout, version)
+    assert taken.count("step_up") == 1 and taken.count("hold_passed") + taken.count("analysis_failed") == 1
 
 
 @pytest.mark.parametrize(
@@ -93,7 +102,7 @@ def test_a_bad_challenger_is_rolled_back_in_one_window_and_the_champion_never_mo
     result = rollout.run(RollbackModelOperator, version=version)
     assert result["status"] == "rolled_back"
     assert rollout.aliases() == {"champion": "1"}
-    assert failing_metric in rollout.tags(version)["mlops.canary.reason"]
+    assert failing_metric in stored(rollout, version)["reason"]
     with pytest.raises(ConfigurationError, match="rolled_back"):
         rollout.run(PromoteModelOperator, version=version)
     assert rollout.run(RollbackModelOperator, version=version)["status"] == "rolled_back"  # idempotent
@@ -104,9 +113,20 @@ def test_a_new_challenger_supersedes_a_rollout_in_progress(rollout) -> None:
     old, new = rollout.register("weak"), rollout.register("constant")
     rollout.run(CanaryDeployOperator, version=old)
     rollout.run(CanaryDeployOperator, version=new)
-    assert rollout.tags(old)["mlops.canary.status"] == "rolled_back"
-    assert rollout.tags(old)["mlops.canary.reason"] == f"superseded by version {new}"
+    assert stored(rollout, old)["status"] == "rolled_back"
+    assert stored(rollout, old)["reason"] == f"superseded by version {new}"
     assert rollout.aliases()["canary"] == new
+
+
+def test_a_challenger_gated_against_another_champion_fails_the_start_task(rollout) -> None:
+    version = rollout.register("truth", new_run=True)
+    rollout.client.set_model_version_tag(rollout.name, version, GATE_CHAMPION_VERSION_TAG, "7")
+    with pytest.raises(ConfigurationError, match="gated against champion v7, but the champion is now v1"):
+        rollout.run(CanaryDeployOperator, version=version, step=0)
+    assert rollout.aliases() == {"champion": "1"}  # no canary, no traffic
+    assert stored(rollout, version)["status"] == "refused" and actions(rollout, version) == ["refuse"]
+    rollout.client.set_model_version_tag(rollout.name, version, GATE_CHAMPION_VERSION_TAG, "1")  # re-gated
+    assert rollout.run(CanaryDeployOperator, version=version, step=0)["weight"] == 10
 
 
 def test_bad_strategy_or_backend_config_fails_before_touching_anything(rollout) -> None:

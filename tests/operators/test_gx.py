@@ -72,6 +72,13 @@ BAD_CASES = {
     "naive_timestamps": ["expect_column_values_to_be_of_type(event_timestamp): datetime64"],
     "empty": ["customer_activity 2026-01-02: the partition is empty (0 rows)"],
     "corrupt": ["part-00000.parquet", "Parquet magic bytes not found"],
+    # Nulls in a double or string feature keep its type and are skipped by range and set rules; only the
+    # feature's not-null rule (mostly 0.95) sees them.
+    "null_feature": [
+        "failed 1 of 35",
+        "expect_column_values_to_not_be_null(minutes_watched_7d): 200 unexpected",
+    ],
+    "partly_null_feature": ["failed 1 of 35", "expect_column_values_to_not_be_null(country): 120 unexpected"],
 }
 
 
@@ -97,7 +104,7 @@ def test_fail_mode_raises_and_leaves_the_file(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as raised:
         _operator(tmp_path, data=path).execute(CONTEXT)
     assert not isinstance(raised.value, BatchQuarantined)
-    assert raised.value.args[0].startswith("customer_activity 2026-01-02 failed 2 of 26 expectations:")
+    assert raised.value.args[0].startswith("customer_activity 2026-01-02 failed 2 of 35 expectations:")
     assert Path(path).exists() and not (tmp_path / "quarantine").exists()
 
 
@@ -115,6 +122,62 @@ def test_warn_mode_returns_failed_summary(tmp_path: Path) -> None:
         }
     ]
     json.dumps(summary)
+
+
+# (seed, day, drift_strength) of clean partitions: four seeds over a year of dates, each without drift
+# (strength 0), with the generator's usual drift and with twice that.
+CLEAN_DAYS = [
+    (seed, dt.date(2026, 1, 1) + dt.timedelta(days=offset), strength)
+    for seed, offset in [(42, 0), (7, 45), (1234, 180), (2026, 364)]
+    for strength in (0.0, 1.0, 2.0)
+]
+
+
+def test_clean_generated_days_pass_the_suite(tmp_path: Path) -> None:
+    """The null, range and set rules refuse no clean day: every seed, date and drift strength passes."""
+    from mlops_provider.example_data.generator import GeneratorConfig, activity_table
+
+    failures = {}
+    for seed, day, strength in CLEAN_DAYS:
+        cfg = GeneratorConfig(rows_per_day=2000, seed=seed, drift_from=day, drift_strength=strength)
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+        interval = {"min_event_timestamp": start, "max_event_timestamp": start + dt.timedelta(days=1)}
+        summary = _operator(
+            tmp_path,
+            data=activity_table(cfg, day).to_pandas(),
+            suite_parameters=interval,
+            batch_id=f"{seed}-{day}-{strength}",
+            data_docs_dir="",
+            on_failure="warn",
+        ).execute({"logical_date": start})
+        assert summary["statistics"]["evaluated_expectations"] == 35
+        if not summary["success"]:
+            failures[(seed, day.isoformat(), strength)] = summary["failed_expectations"]
+    assert failures == {}
+
+
+def test_sporadic_feature_nulls_pass_up_to_five_percent(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(_write(tmp_path / "landing"))  # 200 rows
+    few = frame.assign(
+        spend_30d=frame["spend_30d"].mask(frame.index < 10), plan=frame["plan"].mask(frame.index < 10)
+    )
+    assert _operator(tmp_path, data=few).execute(CONTEXT)["success"] is True  # 5% null: tolerated
+
+    many = frame.assign(spend_30d=frame["spend_30d"].mask(frame.index < 11))  # 5.5% null: refused
+    with pytest.raises(ValidationFailed, match=r"failed 1 of 35 .*not_be_null\(spend_30d\): 11 unexpected"):
+        _operator(tmp_path, data=many).execute(CONTEXT)
+
+
+def test_a_country_outside_iso_3166_fails(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(_write(tmp_path / "landing"))
+    frame.loc[:4, "country"] = "UK"  # the ISO code is GB
+    with pytest.raises(ValidationFailed, match=r"be_in_set\(country\): 5 unexpected, e\.g\. UK"):
+        _operator(tmp_path, data=frame).execute(CONTEXT)
+    assert _operator(tmp_path, data=frame.assign(country="JP")).execute(CONTEXT)["success"] is True
 
 
 def test_timestamps_outside_the_interval_fail(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -27,10 +29,28 @@ from tests.mlflow_helpers import (
     unique_name,
 )
 
+# Absolute bounds; the champion comparison is the confidence interval (the operator's defaults).
 THRESHOLDS = {
-    "roc_auc": {"threshold": 0.6, "min_absolute_change": 0.01, "greater_is_better": True},
+    "roc_auc": {"threshold": 0.6, "greater_is_better": True},
     "log_loss": {"threshold": 1.0, "greater_is_better": False},
 }
+HOLDOUT_ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def holdout(tmp_path_factory) -> Path:
+    """A held-out day big enough for the gate: 2,000 labelled customers of 2026-01-03 (~160 churned);
+    ``eval_data`` (300 rows, ~24 churned) is too small for the gate's default minimum evidence."""
+    from mlops_provider.example_data.generator import GeneratorConfig, activity_table, labels_table
+
+    cfg, day = GeneratorConfig(rows_per_day=HOLDOUT_ROWS), dt.date(2026, 1, 3)
+    labels = labels_table(cfg, day + dt.timedelta(days=2)).to_pandas()[["customer_id", "churned"]]
+    data = (
+        activity_table(cfg, day).to_pandas().drop(columns=["event_timestamp"]).merge(labels, on="customer_id")
+    )
+    path = tmp_path_factory.mktemp("holdout") / "holdout.parquet"
+    data.to_parquet(path, index=False)
+    return path
 
 
 def _register(name: str, task_id: str = "register", **kwargs) -> dict:
@@ -172,52 +192,116 @@ def test_find_version_by_fingerprint(mlflow_conn) -> None:
     }
 
 
-def test_gate_first_model_passes_on_absolute_thresholds(mlflow_conn, models, eval_data) -> None:
+def test_gate_first_model_passes_on_absolute_thresholds_with_enough_evidence(
+    mlflow_conn, models, holdout
+) -> None:
     client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
     version = _register(name, run_id=models["truth"]["run_id"])["version"]
 
-    result = _gate(name, version, eval_data)
+    result = _gate(name, version, holdout)
 
     assert result["decision"] == "pass" and "first model" in result["reasons"][0]
-    assert result["champion"] is None
+    assert result["champion"] is None and result["comparison"] is None
+    assert result["n"] == HOLDOUT_ROWS and result["positives"] >= 100
     assert set(result["candidate"]) == {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss"}
     assert result["candidate"]["roc_auc"] > 0.7
     assert _aliases(client, name) == {"challenger": version}
     gate_run = client.get_run(result["gate_run_id"])
     assert gate_run.data.tags["mlops.gate.decision"] == "pass"
     assert gate_run.data.metrics["candidate_roc_auc"] == pytest.approx(result["candidate"]["roc_auc"])
+    tags = client.get_model_version(name, version).tags
+    assert tags["mlops.gate.n"] == str(HOLDOUT_ROWS) and "mlops.gate.ci_low" not in tags
 
 
-def test_gate_better_challenger_passes_and_rerun_reuses(mlflow_conn, models, eval_data) -> None:
+def test_gate_better_challenger_passes_records_the_evidence_and_rerun_reuses(
+    mlflow_conn, models, holdout, caplog, capsys
+) -> None:
+    caplog.set_level(logging.INFO)
     client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
     champion = _register(name, run_id=models["weak"]["run_id"])["version"]
     client.set_registered_model_alias(name, "champion", champion)
     candidate = _register(name, run_id=models["truth"]["run_id"])["version"]
 
-    results = [_gate(name, candidate, eval_data) for _ in range(3)]
+    results = [_gate(name, candidate, holdout) for _ in range(3)]
 
     first = results[0]
     assert first["decision"] == "pass", first["reasons"]
     assert first["champion"]["version"] == champion
-    assert first["candidate"]["roc_auc"] > first["champion"]["roc_auc"] + 0.01
+    comparison = first["comparison"]
+    assert comparison["method"] == "delong" and comparison["metric"] == "roc_auc"
+    assert comparison["difference"] == pytest.approx(
+        first["candidate"]["roc_auc"] - first["champion"]["roc_auc"]
+    )
+    assert 0 < comparison["ci_low"] < comparison["difference"] < comparison["ci_high"]
+    assert first["settings"] == {
+        "primary_metric": "roc_auc",
+        "tolerance": 0.005,
+        "confidence": 0.95,
+        "require_improvement": False,
+        "min_samples": 500,
+        "min_positives": 50,
+    }
     assert _aliases(client, name) == {"champion": champion, "challenger": candidate}
     assert [r["reused"] for r in results] == [False, True, True]
     assert {r["gate_run_id"] for r in results} == {first["gate_run_id"]}
+    assert results[2]["comparison"] == comparison
     gate_run = client.get_run(first["gate_run_id"])
-    assert {"candidate_roc_auc", "champion_roc_auc"} <= set(gate_run.data.metrics)
+    assert {
+        "candidate_roc_auc",
+        "champion_roc_auc",
+        "n",
+        "positives",
+        "difference",
+        "ci_low",
+        "ci_high",
+    } <= set(gate_run.data.metrics)
+    assert gate_run.data.metrics["ci_low"] == pytest.approx(comparison["ci_low"])
+    assert gate_run.data.params["tolerance"] == "0.005" and gate_run.data.params["method"] == "delong"
+    tags = client.get_model_version(name, candidate).tags
+    assert tags["mlops.gate.n"] == str(HOLDOUT_ROWS)
+    assert tags["mlops.gate.positives"] == str(first["positives"])
+    assert float(tags["mlops.gate.ci_low"]) == pytest.approx(comparison["ci_low"])
+    assert float(tags["mlops.gate.ci_high"]) == pytest.approx(comparison["ci_high"])
+    assert float(tags["mlops.gate.difference"]) == pytest.approx(comparison["difference"])
+    assert tags["mlops.gate.method"] == "delong" and tags["mlops.gate.confidence"] == "0.95"
+    logged = caplog.text + capsys.readouterr().out  # Airflow's task logger writes to stdout
+    assert re.search(
+        r"Gate roc_auc: candidate 0\.\d{3} vs champion 0\.\d{3}, difference \+0\.\d{3} "
+        r"\[95% CI \+0\.\d{3}, \+0\.\d{3}\], n=2000 \(\d+ positives\): PASS \(non-inferior within 0\.005\)",
+        logged,
+    ), logged
 
 
-def test_gate_worse_candidate_fails_and_leaves_aliases(mlflow_conn, models, eval_data) -> None:
+def test_gate_key_holds_the_settings_so_a_stricter_gate_decides_again(mlflow_conn, models, holdout) -> None:
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    champion = _register(name, run_id=models["truth"]["run_id"])["version"]
+    client.set_registered_model_alias(name, "champion", champion)
+    retrained = log_model(mlflow_conn.tracking_uri, "truth")  # the same rule, another run: a new version
+    candidate = _register(name, run_id=retrained["run_id"])["version"]
+
+    lenient = _gate(name, candidate, holdout)
+    strict = _gate(name, candidate, holdout, require_improvement=True)
+
+    # The same model twice: the difference is exactly 0, non-inferior but not an improvement.
+    assert lenient["comparison"]["difference"] == lenient["comparison"]["ci_low"] == 0.0
+    assert lenient["decision"] == "pass" and strict["decision"] == "fail"
+    assert strict["reused"] is False and strict["gate_run_id"] != lenient["gate_run_id"]
+    assert "no improvement shown" in strict["reasons"][0]
+
+
+def test_gate_worse_candidate_fails_and_leaves_aliases(mlflow_conn, models, holdout) -> None:
     client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
     champion = _register(name, run_id=models["truth"]["run_id"])["version"]
     client.set_registered_model_alias(name, "champion", champion)
     client.set_registered_model_alias(name, "challenger", champion)
     candidate = _register(name, run_id=models["constant"]["run_id"])["version"]
 
-    result = _gate(name, candidate, eval_data)
+    result = _gate(name, candidate, holdout)
 
     assert result["decision"] == "fail"
-    assert any("roc_auc" in reason for reason in result["reasons"])
+    assert "may be worse by more than 0.005" in result["reasons"][0]
+    assert any("roc_auc 0.5000 is below the minimum 0.6" in reason for reason in result["reasons"])
+    assert result["comparison"]["ci_high"] < -0.005
     assert _aliases(client, name) == {"champion": champion, "challenger": champion}
     tags = client.get_model_version(name, candidate).tags
     assert tags["mlops.gate.decision"] == "fail"
@@ -225,11 +309,57 @@ def test_gate_worse_candidate_fails_and_leaves_aliases(mlflow_conn, models, eval
     assert tags["mlops.gate.run_id"] == result["gate_run_id"]
 
 
-def test_gate_rejects_unknown_metric() -> None:
+def test_gate_on_a_tiny_held_out_set_is_insufficient_evidence_and_promotes_nothing(
+    mlflow_conn, models, eval_data
+) -> None:
+    client, name = MlflowClient(mlflow_conn.tracking_uri), unique_name()
+    first = _register(name, run_id=models["weak"]["run_id"])["version"]
+    first_result = _gate(name, first, eval_data)  # no champion yet: the evidence rule holds all the same
+    client.set_registered_model_alias(name, "champion", first)
+    candidate = _register(name, run_id=models["truth"]["run_id"])["version"]
+
+    result = _gate(name, candidate, eval_data)
+
+    assert first_result["decision"] == result["decision"] == "insufficient_evidence"
+    positives = result["positives"]
+    assert result["n"] == 300 and 0 < positives < 50
+    assert result["reasons"][0].startswith(
+        f"insufficient evidence: 300 labelled row(s) with {positives} positive(s); the gate needs at least "
+        "500 rows and 50 positives"
+    )
+    assert result["comparison"]["ci_low"] < result["comparison"]["ci_high"]  # recorded, not used
+    assert _aliases(client, name) == {"champion": first}
+    tags = client.get_model_version(name, candidate).tags
+    assert tags["mlops.gate.decision"] == "insufficient_evidence"
+    assert tags["mlops.gate.n"] == "300" and tags["mlops.gate.positives"] == str(positives)
+    assert (
+        "ci_low"
+        in json.loads(client.get_run(result["gate_run_id"]).data.tags["mlops.gate.result"])["comparison"]
+    )
+
+
+def test_gate_change_thresholds_are_ignored_with_a_warning(
+    mlflow_conn, models, holdout, caplog, capsys
+) -> None:
+    name = unique_name()
+    version = _register(name, run_id=models["truth"]["run_id"])["version"]
+    thresholds = {"roc_auc": {"threshold": 0.6, "min_absolute_change": 0.01, "greater_is_better": True}}
+
+    result = _gate(name, version, holdout, thresholds=thresholds)
+
+    assert result["decision"] == "pass"
+    assert "roc_auc.min_absolute_change are ignored" in caplog.text + capsys.readouterr().out
+
+
+def test_gate_rejects_unknown_metric_and_nonsense_settings(mlflow_conn, holdout) -> None:
     with pytest.raises(ConfigurationError, match="unknown metric 'auc'"):
         MLflowEvaluateGateOperator(
             task_id="gate", name="m", version="1", eval_data_uri="x", thresholds={"auc": {"threshold": 0.5}}
         )
+    with pytest.raises(ConfigurationError, match="confidence must be between 0 and 1"):
+        MLflowEvaluateGateOperator(task_id="gate", name="m", version="1", eval_data_uri="x", confidence=95)
+    with pytest.raises(ConfigurationError, match="primary_metric 'auc' is unknown"):
+        _gate("m", "1", holdout, primary_metric="auc")
 
 
 def test_sentinel_credentials_never_reach_logs_or_xcom(
@@ -246,7 +376,12 @@ def test_sentinel_credentials_never_reach_logs_or_xcom(
     assert SENTINEL_PASSWORD not in text and SENTINEL_TOKEN not in text
 
 
-def test_gate_fail_skips_downstream_and_keeps_decision_in_xcom(mlflow_conn, models, eval_data) -> None:
+@pytest.mark.parametrize(
+    ("held_out", "decision"), [("holdout", "fail"), ("eval_data", "insufficient_evidence")]
+)
+def test_gate_without_a_pass_skips_downstream_and_keeps_decision_in_xcom(
+    mlflow_conn, models, request, held_out, decision
+) -> None:
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG
     from airflow.sdk.exceptions import DownstreamTasksSkipped
@@ -257,7 +392,11 @@ def test_gate_fail_skips_downstream_and_keeps_decision_in_xcom(mlflow_conn, mode
     candidate = _register(name, run_id=models["constant"]["run_id"])["version"]
     with DAG(dag_id="gate_short_circuit", schedule=None, start_date=dt.datetime(2026, 1, 1)):
         gate = MLflowEvaluateGateOperator(
-            task_id="gate", name=name, version=candidate, eval_data_uri=str(eval_data), thresholds=THRESHOLDS
+            task_id="gate",
+            name=name,
+            version=candidate,
+            eval_data_uri=str(request.getfixturevalue(held_out)),
+            thresholds=THRESHOLDS,
         )
         gate >> EmptyOperator(task_id="deploy") >> EmptyOperator(task_id="after_deploy")
     pushed: dict = {}
@@ -270,7 +409,7 @@ def test_gate_fail_skips_downstream_and_keeps_decision_in_xcom(mlflow_conn, mode
         gate.execute(task_context(task=gate, ti=ti))
 
     assert sorted(skipped.value.tasks) == ["after_deploy", "deploy"]
-    assert pushed["return_value"]["decision"] == "fail"
+    assert pushed["return_value"]["decision"] == decision
     assert _aliases(client, name) == {"champion": champion}
 
 
@@ -287,7 +426,7 @@ def postgres_mlflow(postgres_url, tmp_path_factory):
 
 
 @pytest.mark.integration
-def test_register_and_gate_on_postgres_backend(postgres_mlflow, eval_data, monkeypatch) -> None:
+def test_register_and_gate_on_postgres_backend(postgres_mlflow, holdout, monkeypatch) -> None:
     from tests.mlflow_helpers import connection_env
 
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", connection_env(postgres_mlflow.tracking_uri))
@@ -300,7 +439,7 @@ def test_register_and_gate_on_postgres_backend(postgres_mlflow, eval_data, monke
     client.set_registered_model_alias(name, "champion", champion)
     registered = [_register(name, run_id=truth["run_id"]) for _ in range(3)]
     candidate = registered[0]["version"]
-    result = _gate(name, candidate, eval_data)
+    result = _gate(name, candidate, holdout)
 
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
     assert result["decision"] == "pass"

@@ -65,6 +65,9 @@ class Models:
             thresholds=GATE,
             eval_data_uri=str(self.eval_data),
             short_circuit_on_fail=False,
+            # A 300-row held-out set: below the default minimum evidence, which the gate tests cover.
+            min_samples=100,
+            min_positives=10,
         )
         return op.execute(task_context())
 

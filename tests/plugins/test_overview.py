@@ -125,3 +125,22 @@ def test_an_unreachable_server_raises_service_unavailable_at_once(monkeypatch) -
 
     with pytest.raises(ServiceUnavailable, match="could not be reached"):
         model_overview(MLflowHook(http_max_retries=0))
+
+
+def test_the_gate_evidence_is_shown_as_n_and_the_interval(state) -> None:
+    from mlops_provider.plugins.page import render_page
+
+    rolling, _, hook, _ = state
+
+    [overview] = model_overview(hook, names=[rolling])
+
+    versions = by_version(overview)
+    first, second = versions["1"]["gate"], versions["2"]["gate"]  # first model; then against it
+    assert int(first["n"]) >= int(first["positives"]) > 0 and "ci_low" not in first
+    assert second["n"] == first["n"] and second["metric"] == "roc_auc" and second["method"] == "delong"
+    low, difference, high = (float(second[k]) for k in ("ci_low", "difference", "ci_high"))
+    assert low <= difference <= high and second["confidence"] == "0.95"
+    words = " ".join(render_page([overview], source="mlflow", nonce="n").split())
+    interval = f"roc_auc {difference:+.3f} [95% CI {low:+.3f}, {high:+.3f}]"
+    assert f"{interval}, n={second['n']} ({second['positives']} positives)" in words
+    assert f"n={first['n']} ({first['positives']} positives)" in words

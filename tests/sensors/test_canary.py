@@ -5,13 +5,21 @@ The ``rollout`` fixture (tests/canary_rollout.py) registers a model whose v1 is 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from mlops_provider.constants import CANARY_STATE_TAG, GATE_CHAMPION_VERSION_TAG
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.operators.canary import CanaryDeployOperator, RollbackModelOperator
 from mlops_provider.sensors.canary import CanaryAnalysisSensor
 from tests.canary_rollout import STRATEGY
 from tests.mlflow_helpers import task_context
+
+
+def stored(rollout, version: str) -> dict:
+    """The rollout state as MLflow holds it: one JSON tag on the version."""
+    return json.loads(rollout.tags(version)[CANARY_STATE_TAG])
 
 
 def test_no_data_makes_a_step_inconclusive(rollout) -> None:
@@ -31,7 +39,17 @@ def test_no_data_makes_a_step_inconclusive(rollout) -> None:
     assert "inconclusive" in rollout.run(RollbackModelOperator, version=version)["reason"]
 
 
-def test_the_version_defaults_to_the_canary_and_the_verdict_is_recorded_once(rollout) -> None:
+def test_the_version_defaults_to_the_canary_and_the_verdict_is_recorded_once(rollout, monkeypatch) -> None:
+    import mlops_provider.utils.canary as utils
+
+    asked: list[int] = []
+    fetch = utils.fetch_values
+
+    def spying(*args, poll: int, **kwargs):
+        asked.append(poll)
+        return fetch(*args, poll=poll, **kwargs)
+
+    monkeypatch.setattr(utils, "fetch_values", spying)
     version = rollout.register("truth", new_run=True)
     rollout.run(CanaryDeployOperator, version=version, step=0)
     assert rollout.run(CanaryDeployOperator, version=version, step=0)["step"] == 0
@@ -40,15 +58,17 @@ def test_the_version_defaults_to_the_canary_and_the_verdict_is_recorded_once(rol
 
     assert verdict["verdict"] == "pass" and verdict["step"] == 0 and verdict["weight"] == 10
     assert verdict["polls"] == ["pass", "pass"]  # checks_per_step passing polls
+    assert asked == [0, 1]  # each on its own slice of the step's traffic
     assert [c["metric"] for c in verdict["checks"]] == [
         "error_rate",
         "latency_p95_ms",
         "prediction_psi",
         "roc_auc",
     ]
-    assert rollout.history(version)[-1]["action"] == "hold_passed"
+    assert stored(rollout, version)["history"][-1]["action"] == "hold_passed"
+    assert stored(rollout, version)["verdicts"] == {"0": verdict}
     assert rollout.analyse(version, 0) == verdict  # a retried task returns the recorded verdict
-    assert [e["action"] for e in rollout.history(version)].count("hold_passed") == 1
+    assert [e["action"] for e in stored(rollout, version)["history"]].count("hold_passed") == 1
 
 
 def test_a_step_must_be_deployed_and_the_version_rolled_out_before_analysis(rollout) -> None:
@@ -58,7 +78,13 @@ def test_a_step_must_be_deployed_and_the_version_rolled_out_before_analysis(roll
     rollout.run(CanaryDeployOperator, version=version)
     with pytest.raises(ConfigurationError, match=r"Step 1 of .* is not deployed \(rollout at step 0\)"):
         rollout.analyse(version, 0)
-    assert "mlops.canary.verdict.0" not in rollout.tags(version)
+    assert stored(rollout, version)["verdicts"] == {}
+    refused = rollout.register("weak", new_run=True)
+    rollout.client.set_model_version_tag(rollout.name, refused, GATE_CHAMPION_VERSION_TAG, "7")
+    with pytest.raises(ConfigurationError, match="re-run the gate"):
+        rollout.run(CanaryDeployOperator, version=refused)
+    with pytest.raises(ConfigurationError, match=r"has no rollout \(its start was refused: gated against"):
+        rollout.analyse(refused, 0)  # never judged: a verdict would send it to the rollback branch
 
 
 def test_a_finished_rollout_is_decided_without_polling(rollout, tmp_path) -> None:

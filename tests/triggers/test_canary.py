@@ -28,7 +28,24 @@ def events(trigger: CanaryAnalysisTrigger) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
-def test_the_deferrable_sensor_hands_the_trigger_plain_json_and_the_trigger_decides(rollout) -> None:
+def spy_polls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The poll index of every fetch_values call (the trigger and the sensor look it up per call)."""
+    import mlops_provider.utils.canary as utils
+
+    polls: list[int] = []
+    fetch = utils.fetch_values
+
+    def spying(*args: Any, poll: int, **kwargs: Any) -> Any:
+        polls.append(poll)
+        return fetch(*args, poll=poll, **kwargs)
+
+    monkeypatch.setattr(utils, "fetch_values", spying)
+    return polls
+
+
+def test_the_deferrable_sensor_hands_the_trigger_plain_json_and_the_trigger_decides(
+    rollout, monkeypatch
+) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
     version = rollout.register("truth", new_run=True)
@@ -46,14 +63,17 @@ def test_the_deferrable_sensor_hands_the_trigger_plain_json_and_the_trigger_deci
     json.dumps(kwargs)  # only plain JSON reaches Airflow's database
     assert kwargs["conn_id"] == "mlflow_default" and "password" not in json.dumps(kwargs)
 
+    polls = spy_polls(monkeypatch)
     [event] = events(CanaryAnalysisTrigger(**kwargs))  # one event, then the trigger ends
     assert event["status"] == "decided" and event["verdict"] == "pass", [
         c["message"] for c in event["polls"][-1]["checks"]
     ]
     assert [p["status"] for p in event["polls"]] == ["pass", "pass"]
+    assert polls == [0, 1]  # each poll asks for its own slice of the step's traffic
     recorded = sensor.execute_complete(task_context(), event)
     assert recorded["verdict"] == "pass"
-    assert rollout.tags(version)["mlops.canary.verdict.0"]
+    state = json.loads(rollout.tags(version)["mlops.canary.state"])
+    assert state["verdicts"]["0"] == recorded and state["history"][-1]["action"] == "hold_passed"
 
 
 def test_serialize_round_trips_through_the_class_path() -> None:
@@ -99,13 +119,24 @@ def test_analyse_once_judges_one_poll_from_the_steps_log(rollout) -> None:
     rollout.run(CanaryDeployOperator, version=version, step=0)
     strategy = CanaryStrategy.from_dict(STRATEGY)
 
-    poll = analyse_once("batch", rollout.config, strategy, MLflowHook(), rollout.name, version, 0)
+    poll = analyse_once("batch", rollout.config, strategy, MLflowHook(), rollout.name, version, 0, poll=0)
 
     assert poll["status"] == "fail"
     checks = {c["metric"]: c for c in poll["checks"]}
     assert checks["prediction_psi"]["status"] == "fail" and checks["error_rate"]["status"] == "pass"
     # A baseline fills in a champion value the step did not measure.
     with_baseline = analyse_once(
-        "batch", rollout.config, strategy, MLflowHook(), rollout.name, version, 0, {"roc_auc": 0.99}
+        "batch", rollout.config, strategy, MLflowHook(), rollout.name, version, 0, {"roc_auc": 0.99}, poll=0
     )
     assert {c["metric"]: c["champion"] for c in with_baseline["checks"]}["roc_auc"] is not None
+    # The next poll judges other customers: other numbers, never the first poll's again.
+    mean = CanaryStrategy.from_dict(
+        STRATEGY | {"metrics": [{"name": "mean", "query": "mean_probability", "threshold": 1.0}]}
+    )
+    champion_means = [
+        analyse_once("batch", rollout.config, mean, MLflowHook(), rollout.name, version, 0, poll=i)["checks"][
+            0
+        ]["champion"]
+        for i in (0, 1)
+    ]
+    assert champion_means[0] != champion_means[1]

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from mlops_provider.canary.backends.batch import BatchCanaryBackend
 from mlops_provider.canary.backends.kserve import DEFAULT_KSERVE_CHECKS, KServeCanaryBackend
-from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy
+from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.links.mlflow import MLflowModelVersionLink
@@ -126,10 +126,17 @@ def test_fetch_values_for_batch_reads_the_steps_log(
     hook = MLflowHook()
     BatchCanaryBackend(hook, **config).set_weight(name, "1", "2", 100, step=0)
     strategy = CanaryStrategy()
-    values = fetch_values("batch", config, hook, name, "2", 0, strategy)
-    assert values == BatchCanaryBackend(hook, **config).values(name, "2", 0, strategy)
+    values = fetch_values("batch", config, hook, name, "2", 0, strategy, poll=0)
+    assert values == BatchCanaryBackend(hook, **config).values(name, "2", 0, strategy, poll=0)
     assert set(values) == {"error_rate", "latency_p95_ms", "prediction_psi", "roc_auc"}
     assert values["prediction_psi"] == (0.0, 0.0)  # the same model on both sides
+    # The poll index reaches the backend: the next poll judges other customers.
+    mean = MetricCheck("mean", "mean_probability", compare="absolute", threshold=1.0)
+    polls = [
+        fetch_values("batch", config, hook, name, "2", 0, CanaryStrategy(metrics=(mean,)), poll=poll)
+        for poll in (0, 1)
+    ]
+    assert polls[0]["mean"] != polls[1]["mean"]
 
 
 def test_every_canary_task_links_to_its_model_version() -> None:

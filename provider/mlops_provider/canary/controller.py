@@ -9,31 +9,42 @@ Rollouts:
   back too: nothing is promoted without evidence);
 - after the last step passes, the canary is promoted: ``champion`` moves to it and the old champion is
   kept as ``previous``;
-- with no champion yet, the first version is promoted at once (nothing to compare with).
+- with no champion yet, the first version is promoted at once (nothing to compare with);
+- a version the gate compared with another champion than today's is refused before any traffic moves
+  (``refused``; start it again once the gate has re-run).
 
 State lives in MLflow only, so any task can be retried or the scheduler restarted mid-rollout: aliases
-``champion``, ``canary`` (and ``previous``), and ``mlops.canary.*`` tags on the canary version (status,
-step, weight, per-step verdicts, history). Steps are addressed by index, so re-running a step is a no-op,
-never a double step.
+``champion``, ``canary`` (and ``previous``), and ONE JSON tag on the canary version,
+:data:`~mlops_provider.constants.CANARY_STATE_TAG`, holding ``of`` (the version it belongs to),
+``status``, ``step``, ``weight``, ``steps``, ``champion``, ``verdicts`` (per step), ``history`` and
+``reason``. Each transition writes it whole, in one ``set_model_version_tag`` call, so a kill between two
+calls never leaves a half-written state (a step without its weight). It stays within MLflow's tag limit:
+verdicts keep the deciding values without prose, and the history sheds its oldest details, then its
+oldest entries. Steps are addressed by index, so re-running a step is a no-op, never a double step.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.constants import (
     CANARY,
-    CANARY_TAG,
+    CANARY_STATE_TAG,
     CHAMPION,
     FAIL,
+    GATE_CHAMPION_VERSION_TAG,
     INCONCLUSIVE,
     MAX_TAG_LENGTH,
+    NO_DATA,
     PASS,
     PREVIOUS,
     PROGRESSING,
     PROMOTED,
+    REFUSED,
     ROLLED_BACK,
 )
 from mlops_provider.exceptions import ConfigurationError
@@ -44,6 +55,13 @@ if TYPE_CHECKING:
 
     from mlops_provider.canary.backends import CanaryBackend
     from mlops_provider.canary.strategy import CanaryStrategy
+
+# A recorded verdict keeps the decision and the deciding poll's values; no prose per check.
+_CHECK_KEYS = ("metric", "status", "canary", "champion", "limit")
+# A history entry's core; anything else (polls, metric values, backend evidence) is detail, shed first.
+_ENTRY_KEYS = ("at", "action", "step", "weight", "message")
+MESSAGE_CHARS = 240  # a verdict's or history entry's message
+REASON_CHARS = 500  # why a rollout ended or was refused
 
 
 class CanaryController:
@@ -74,26 +92,10 @@ class CanaryController:
         return alias_version(self.client, self.name, alias)
 
     def state(self, version: str | int) -> dict[str, Any]:
-        """The rollout state of ``version``: status, step, weight, verdicts, history, reason."""
-        tags = self.client.get_model_version(self.name, str(version)).tags or {}
-        if tags.get(f"{CANARY_TAG}of") != str(version):  # state copied along with another version's tags
-            tags = {}
-        verdicts = {
-            int(k.removeprefix(f"{CANARY_TAG}verdict.")): json.loads(v)
-            for k, v in tags.items()
-            if k.startswith(f"{CANARY_TAG}verdict.")
-        }
-        return {
-            "name": self.name,
-            "version": str(version),
-            "status": tags.get(f"{CANARY_TAG}status"),
-            "step": int(tags.get(f"{CANARY_TAG}step", -1)),
-            "weight": int(tags.get(f"{CANARY_TAG}weight", 0)),
-            "steps": json.loads(tags.get(f"{CANARY_TAG}steps", "null") or "null"),
-            "verdicts": verdicts,
-            "history": json.loads(tags.get(f"{CANARY_TAG}history", "[]")),
-            "reason": tags.get(f"{CANARY_TAG}reason"),
-        }
+        """The rollout state of ``version``: ``{"name", "version", "status", "step", "weight", "steps",
+        "champion", "verdicts": {step: verdict}, "history", "reason"}``; the one reader of the state tag."""
+        version = str(version)
+        return self._public(version, self._read(version))
 
     def baseline(self, version: str | int) -> dict[str, float]:
         """Champion values from the newest analysed step that had them, metric by metric."""
@@ -114,37 +116,144 @@ class CanaryController:
             return {"champion": champion, "canary": None, "weight": 0}
         return {"champion": champion, "canary": canary, "weight": state["weight"]}
 
-    # -- writing state ------------------------------------------------------------------------------
-    def _tag(self, version: str, **values: Any) -> None:
-        stale = self.client.get_model_version(self.name, version).tags or {}
-        if stale.get(f"{CANARY_TAG}of") != version:  # drop rollout state copied from another version
-            for key in [k for k in stale if k.startswith(CANARY_TAG)]:
-                self.client.delete_model_version_tag(self.name, version, key)
-        values = {"of": version, **values}
-        for key, value in values.items():
-            text = value[:MAX_TAG_LENGTH] if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            if len(text) > MAX_TAG_LENGTH:  # cut JSON would not parse back
-                raise ValueError(
-                    f"Canary state {key!r} exceeds MLflow's {MAX_TAG_LENGTH}-character tag limit."
-                )
-            self.client.set_model_version_tag(self.name, version, f"{CANARY_TAG}{key}", text)
+    def _read(self, version: str) -> dict[str, Any]:
+        """The stored document (verdicts keyed by the step as text), or an empty one."""
+        tags = self.client.get_model_version(self.name, version).tags or {}
+        text = tags.get(CANARY_STATE_TAG)
+        empty = _empty(version)
+        if not text:
+            return empty
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigurationError(
+                f"Canary state of {self.name!r} v{version} (tag {CANARY_STATE_TAG!r}) is not valid JSON: "
+                f"{err}. It is only ever written whole; delete the tag to start the rollout over."
+            ) from err
+        if not isinstance(doc, dict) or doc.get("of") != version:  # copied along with another version
+            return empty
+        return empty | doc
 
-    def _record(self, version: str, action: str, message: str, **evidence: Any) -> dict[str, Any]:
-        """Log a decision and append it to the version's history (oldest entries drop past the tag limit)."""
-        state = self.state(version)
+    def _public(self, version: str, doc: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": version,
+            "status": doc["status"],
+            "step": int(doc["step"]),
+            "weight": int(doc["weight"]),
+            "steps": doc["steps"],
+            "champion": doc["champion"],
+            "verdicts": {int(step): verdict for step, verdict in doc["verdicts"].items()},
+            "history": doc["history"],
+            "reason": doc["reason"],
+        }
+
+    # -- writing state ------------------------------------------------------------------------------
+    def _write(
+        self, version: str, doc: dict[str, Any], action: str, message: str, **evidence: Any
+    ) -> dict[str, Any]:
+        """Append the decision to the history and write the whole state in ONE tag write."""
+        doc = {**doc, "of": version}
         entry = {
             "at": round(time.time(), 3),
             "action": action,
-            "step": state["step"],
-            "weight": state["weight"],
+            "step": doc["step"],
+            "weight": doc["weight"],
+            "message": _clip(message, MESSAGE_CHARS),
         }
-        entry |= {"message": message} | evidence
-        history = [*state["history"], entry]
-        while len(json.dumps(history)) > MAX_TAG_LENGTH and len(history) > 1:
-            history.pop(0)
-        self._tag(version, history=history)
+        doc["history"] = [*doc["history"], entry | evidence]
+        text = self._fit(version, doc)
+        self.client.set_model_version_tag(self.name, version, CANARY_STATE_TAG, text)
         self.log.info("Canary %r v%s: %s. %s", self.name, version, action.upper(), message)
-        return entry
+        return self._public(version, json.loads(text))
+
+    def _fit(self, version: str, doc: dict[str, Any]) -> str:
+        """``doc`` as JSON within MLflow's tag limit, shedding in this order until it fits: the details
+        (polls, metric values, backend evidence) of older history entries, oldest first; then the oldest
+        entries; then the newest entry's details; then all but the newest verdict, oldest first, keep
+        only their decision and each check's status and values (see :func:`_shed`). A state that still
+        does not fit is an error, and nothing is written."""
+        history = [dict(entry) for entry in doc["history"]]
+        verdicts = {step: dict(verdict) for step, verdict in doc["verdicts"].items()}
+
+        def text() -> str:
+            return _dumps(doc | {"history": history, "verdicts": verdicts})
+
+        def details(entry: dict[str, Any]) -> list[str]:
+            return [k for k in entry if k not in _ENTRY_KEYS]
+
+        def shrink() -> Iterator[None]:
+            for entry in history[:-1]:
+                for key in details(entry):
+                    del entry[key]
+                yield
+            while len(history) > 1:
+                history.pop(0)
+                yield
+            for key in details(history[-1]) if history else []:
+                del history[-1][key]
+            yield
+            for step in sorted(verdicts, key=int)[:-1]:
+                verdicts[step] = _shed(verdicts[step])
+                yield
+
+        current = text()
+        steps = shrink()
+        while len(current) > MAX_TAG_LENGTH and next(steps, False) is not False:
+            current = text()
+        if len(current) > MAX_TAG_LENGTH:
+            raise ConfigurationError(
+                f"Canary state of {self.name!r} v{version} exceeds MLflow's {MAX_TAG_LENGTH}-character tag "
+                f"limit even with its history cut to the newest entry ({len(current)} characters, "
+                f"{len(verdicts)} step verdict(s)); roll out with fewer steps or metric checks."
+            )
+        return current
+
+    def _check_fits(self) -> None:
+        """Refuse, before any traffic moves, a strategy whose full rollout could not be kept in one tag."""
+        strategy = self.strategy
+        number = -1.23457e-05  # the longest a value is kept (6 significant digits)
+        verdict = {
+            "verdict": INCONCLUSIVE,
+            "step": len(strategy.steps),
+            "weight": 100,
+            "message": "x" * MESSAGE_CHARS,
+            "polls": [NO_DATA] * strategy.max_polls,
+            "checks": [
+                {"metric": m.name, "status": NO_DATA, "canary": number, "champion": number, "limit": number}
+                for m in strategy.metrics
+            ],
+        }
+        doc = _empty("9" * 6) | {
+            "status": ROLLED_BACK,
+            "step": len(strategy.steps) - 1,
+            "weight": 100,
+            "steps": list(strategy.steps),
+            "champion": "9" * 6,
+            "reason": "x" * REASON_CHARS,
+            "verdicts": {str(step): _shed(verdict) for step in range(len(strategy.steps) - 1)},
+            "history": [
+                {"at": time.time(), "action": "analysis_inconclusive", "step": 99, "weight": 100}
+                | {"message": "x" * MESSAGE_CHARS}
+            ],
+        }
+        doc["verdicts"][str(len(strategy.steps) - 1)] = verdict
+        size = len(_dumps(doc))
+        if size > MAX_TAG_LENGTH:
+            raise ConfigurationError(
+                f"Canary strategy: {len(strategy.steps)} steps x {len(strategy.metrics)} metric checks "
+                f"need up to {size} characters of rollout state, over MLflow's {MAX_TAG_LENGTH}-character "
+                "tag limit; use fewer steps or checks."
+            )
+
+    def _stale_gate(self, version: str, champion: str) -> str | None:
+        """Why ``version`` cannot start against ``champion``: its gate compared it with another one."""
+        tags = self.client.get_model_version(self.name, version).tags or {}
+        gated = tags.get(GATE_CHAMPION_VERSION_TAG)
+        if gated is None or gated == champion:  # never gated (e.g. set by hand), or gated against it
+            return None
+        against = "no champion" if gated in ("", "None") else f"champion v{gated}"
+        return f"gated against {against}, but the champion is now v{champion}: re-run the gate"
 
     # -- transitions --------------------------------------------------------------------------------
     def start(self, version: str | int) -> dict[str, Any]:
@@ -152,62 +261,90 @@ class CanaryController:
 
         Converges: a version already promoted, rolled back or progressing is returned as it is. A
         different version mid-rollout is rolled back as superseded (as Flagger restarts on a new revision).
+
+        :raises ConfigurationError: the gate compared ``version`` with another champion than today's
+            (recorded as ``refused``; nothing else changes), or the strategy's state cannot fit a tag.
         """
         version = str(version)
-        state = self.state(version)
-        if state["status"] in (PROMOTED, ROLLED_BACK):
-            self.log.info("Canary %r v%s already %s; nothing to start.", self.name, version, state["status"])
-            return state
+        doc = self._read(version)
+        if doc["status"] in (PROMOTED, ROLLED_BACK):
+            self.log.info("Canary %r v%s already %s; nothing to start.", self.name, version, doc["status"])
+            return self._public(version, doc)
         champion = self.alias(CHAMPION)
-        if champion == version:
-            self._tag(version, status=PROMOTED, weight=100)
-            return self.state(version)
+        steps = doc["steps"] or list(self.strategy.steps)
+        if champion == version:  # promoted, with the state write lost (or the alias set by hand)
+            return self._write(
+                version,
+                doc | {"status": PROMOTED, "weight": 100, "steps": steps},
+                "promote",
+                f"v{version} is already the champion",
+                previous=None,
+            )
         if champion is None:
-            self._tag(version, status=PROGRESSING, steps=list(self.strategy.steps))
-            self.promote(version, reason="first model: no champion to compare with, promoted at once")
-            return self.state(version)
+            first = doc | {"status": PROGRESSING, "step": -1, "weight": 0, "steps": steps}
+            return self._promote(version, first, "first model: no champion to compare with, promoted at once")
+        if doc["status"] != PROGRESSING:  # a new rollout: checked before anything changes
+            refusal = self._stale_gate(version, champion)
+            if refusal is not None:
+                if doc["status"] != REFUSED or doc["reason"] != refusal:  # a retry adds no second entry
+                    refused = doc | {"status": REFUSED, "step": -1, "weight": 0, "steps": steps}
+                    refused |= {"champion": champion, "reason": refusal}
+                    self._write(version, refused, "refuse", refusal)
+                raise ConfigurationError(f"Canary {self.name!r} v{version} refused: {refusal}.")
+            self._check_fits()
         current = self.alias(CANARY)
         if current not in (None, version) and self.state(current)["status"] == PROGRESSING:
             self.rollback(current, reason=f"superseded by version {version}")
-        if state["status"] != PROGRESSING:
-            self._tag(version, status=PROGRESSING, step=-1, weight=0, steps=list(self.strategy.steps))
-            self.client.set_registered_model_alias(self.name, CANARY, version)
-            self._record(version, "start", f"canary against champion v{champion}", champion=champion)
-        elif self.alias(CANARY) != version:
-            self.client.set_registered_model_alias(self.name, CANARY, version)
-        return self.state(version)
+        if doc["status"] == PROGRESSING:
+            if self.alias(CANARY) != version:  # lost, e.g. by a manual edit or a kill after the write
+                self.client.set_registered_model_alias(self.name, CANARY, version)
+            return self._public(version, doc)
+        fresh = doc | {
+            "status": PROGRESSING,
+            "step": -1,
+            "weight": 0,
+            "steps": list(self.strategy.steps),
+            "champion": champion,
+            "reason": None,
+        }
+        started = self._write(
+            version, fresh, "start", f"canary against champion v{champion}", champion=champion
+        )
+        self.client.set_registered_model_alias(self.name, CANARY, version)  # after: a lost alias is re-set
+        return started
 
     def deploy_step(self, version: str | int, step: int) -> dict[str, Any]:
         """Move ``version`` to step ``step`` (0-based) once step ``step - 1`` passed; a no-op when there already."""
         version = str(version)
-        state = self.state(version)
-        if state["status"] != PROGRESSING:
+        doc = self._read(version)
+        if doc["status"] != PROGRESSING:
             self.log.info(
-                "Canary %r v%s is %s; step %d not deployed.", self.name, version, state["status"], step
+                "Canary %r v%s is %s; step %d not deployed.", self.name, version, doc["status"], step
             )
-            return state
-        steps = state["steps"] or list(self.strategy.steps)
+            return self._public(version, doc)
+        steps = doc["steps"] or list(self.strategy.steps)
         if not 0 <= step < len(steps):
             raise ConfigurationError(
                 f"Canary step {step} is out of range: the strategy has {len(steps)} steps."
             )
-        if state["step"] >= step:
+        if doc["step"] >= step:
             self.log.info(
                 "Canary %r v%s is already at step %d (weight %d%%); not stepping again.",
                 self.name,
                 version,
-                state["step"],
-                state["weight"],
+                doc["step"],
+                doc["weight"],
             )
-            return state
-        if state["step"] != step - 1:
+            return self._public(version, doc)
+        if doc["step"] != step - 1:
             raise ConfigurationError(
-                f"Canary {self.name!r} v{version} is at step {state['step']}; it cannot jump to step {step}."
+                f"Canary {self.name!r} v{version} is at step {doc['step']}; it cannot jump to step {step}."
             )
-        if step > 0 and state["verdicts"].get(step - 1, {}).get("verdict") != PASS:
+        previous = doc["verdicts"].get(str(step - 1), {}).get("verdict")
+        if step > 0 and previous != PASS:
             raise ConfigurationError(
                 f"Canary {self.name!r} v{version}: step {step - 1} has not passed its analysis "
-                f"(verdict: {state['verdicts'].get(step - 1, {}).get('verdict')}); refusing to step up."
+                f"(verdict: {previous}); refusing to step up."
             )
         champion = self.alias(CHAMPION)
         if champion is None:  # start() found one; it was removed mid-rollout
@@ -217,40 +354,50 @@ class CanaryController:
             )
         weight = int(steps[step])
         evidence = self.backend.set_weight(self.name, champion, version, weight, step) if self.backend else {}
-        self._tag(version, step=step, weight=weight)
-        self._record(
-            version, "step_up", f"weight {weight}% (step {step + 1} of {len(steps)})", backend=evidence
+        # Killed before this write: the state still says the previous step, and a re-run redeploys this one.
+        return self._write(
+            version,
+            doc | {"step": step, "weight": weight},
+            "step_up",
+            f"weight {weight}% (step {step + 1} of {len(steps)})",
+            backend=evidence,
         )
-        return self.state(version)
 
     def record_verdict(self, version: str | int, step: int, verdict: dict[str, Any]) -> dict[str, Any]:
-        """Keep the analysis verdict of ``step``; the first verdict recorded for a step wins."""
+        """Keep the analysis verdict of ``step`` (compacted: see :func:`compact_verdict`); the first
+        verdict recorded for a step wins. Returns the verdict as kept."""
         version = str(version)
-        state = self.state(version)
-        if step in state["verdicts"]:
-            return state["verdicts"][step]
-        self._tag(version, **{f"verdict.{step}": verdict})
+        doc = self._read(version)
+        if str(step) in doc["verdicts"]:
+            return dict(doc["verdicts"][str(step)])
+        kept = compact_verdict(verdict)
         action = {PASS: "hold_passed", FAIL: "analysis_failed", INCONCLUSIVE: "analysis_inconclusive"}
-        self._record(
+        state = self._write(
             version,
-            action.get(verdict["verdict"], verdict["verdict"]),
-            verdict.get("message", ""),
-            polls=verdict.get("polls", []),
-            metrics={c["metric"]: c["canary"] for c in verdict.get("checks", [])},
+            doc | {"verdicts": {**doc["verdicts"], str(step): kept}},
+            action.get(kept["verdict"], str(kept["verdict"])),
+            kept.get("message", ""),
+            polls=kept.get("polls", []),
+            metrics={c["metric"]: c.get("canary") for c in kept.get("checks", [])},
         )
-        return verdict
+        return dict(state["verdicts"][step])
 
     def promote(self, version: str | int, reason: str = "every step passed its analysis") -> dict[str, Any]:
         """Canary -> champion; the old champion is kept as ``previous``. Re-running converges."""
         version = str(version)
-        state = self.state(version)
-        if state["status"] == PROMOTED:
-            return state
-        if state["status"] != PROGRESSING:
+        doc = self._read(version)
+        if doc["status"] == PROMOTED:
+            return self._public(version, doc)
+        if doc["status"] != PROGRESSING:
             raise ConfigurationError(
-                f"Cannot promote {self.name!r} v{version}: its rollout is {state['status'] or 'not started'}."
+                f"Cannot promote {self.name!r} v{version}: its rollout is {doc['status'] or 'not started'}."
             )
+        return self._promote(version, doc, reason)
+
+    def _promote(self, version: str, doc: dict[str, Any], reason: str) -> dict[str, Any]:
         champion = self.alias(CHAMPION)
+        if champion == version:  # a re-run after the aliases moved: the champion it replaced
+            champion = doc["champion"]
         if self.backend:
             self.backend.promote(self.name, version)
         if champion not in (None, version):
@@ -258,17 +405,21 @@ class CanaryController:
         self.client.set_registered_model_alias(self.name, CHAMPION, version)
         if self.alias(CANARY) == version:
             self.client.delete_registered_model_alias(self.name, CANARY)
-        self._tag(version, status=PROMOTED, weight=100, reason=reason)
         was = f"v{champion}" if champion else "none"
-        self._record(version, "promote", f"{reason}; champion {was} -> v{version}", previous=champion)
-        return self.state(version)
+        return self._write(
+            version,
+            doc | {"status": PROMOTED, "weight": 100, "reason": _clip(reason, REASON_CHARS)},
+            "promote",
+            f"{reason}; champion {was} -> v{version}",
+            previous=champion,
+        )
 
     def rollback(self, version: str | int, reason: str) -> dict[str, Any]:
         """Remove the canary; the champion is untouched and the version is tagged with ``reason``."""
         version = str(version)
-        state = self.state(version)
-        if state["status"] == ROLLED_BACK:
-            return state
+        doc = self._read(version)
+        if doc["status"] == ROLLED_BACK:
+            return self._public(version, doc)
         champion = self.alias(CHAMPION)
         if champion == version:
             raise ConfigurationError(
@@ -279,6 +430,68 @@ class CanaryController:
             self.backend.rollback(self.name, champion, version)
         if self.alias(CANARY) == version:
             self.client.delete_registered_model_alias(self.name, CANARY)
-        self._tag(version, status=ROLLED_BACK, weight=0, reason=reason)
-        self._record(version, "rollback", f"{reason}; champion stays v{champion}", champion=champion)
-        return self.state(version)
+        return self._write(
+            version,
+            doc | {"status": ROLLED_BACK, "weight": 0, "reason": _clip(reason, REASON_CHARS)},
+            "rollback",
+            f"{reason}; champion stays v{champion}",
+            champion=champion,
+        )
+
+
+def compact_verdict(verdict: dict[str, Any]) -> dict[str, Any]:
+    """A step's verdict as kept in the state: ``verdict``, ``step``, ``weight``, ``message`` (clipped),
+    ``polls`` (each poll's status) and the deciding poll's ``checks`` (metric, status, canary, champion,
+    limit; 6 significant digits), without the per-check prose that the values already say."""
+    kept: dict[str, Any] = {"verdict": verdict["verdict"]}
+    for key in ("step", "weight"):
+        if key in verdict:
+            kept[key] = verdict[key]
+    if verdict.get("message"):
+        kept["message"] = _clip(str(verdict["message"]), MESSAGE_CHARS)
+    kept["polls"] = [p["status"] if isinstance(p, dict) else p for p in verdict.get("polls", [])]
+    kept["checks"] = [
+        {key: _number(check[key]) for key in _CHECK_KEYS if key in check}
+        for check in verdict.get("checks", [])
+    ]
+    return kept
+
+
+def _shed(verdict: dict[str, Any]) -> dict[str, Any]:
+    """An older step's verdict at its smallest: the decision, and each check's status and values (what
+    the ML models view plots and :meth:`CanaryController.baseline` reads); no message, polls or limits."""
+    kept: dict[str, Any] = {key: verdict[key] for key in ("verdict", "step", "weight") if key in verdict}
+    kept["checks"] = [
+        {key: check[key] for key in ("metric", "status", "canary", "champion") if key in check}
+        for check in verdict.get("checks", [])
+    ]
+    return kept
+
+
+def _empty(version: str) -> dict[str, Any]:
+    return {
+        "of": version,
+        "status": None,
+        "step": -1,
+        "weight": 0,
+        "steps": None,
+        "champion": None,
+        "verdicts": {},
+        "history": [],
+        "reason": None,
+    }
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number(value: Any) -> Any:
+    """A float to 6 significant digits (plenty for evidence, half the characters); others unchanged."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.6g}")
+    return value

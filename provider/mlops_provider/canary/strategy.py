@@ -10,6 +10,7 @@ from typing import Any
 
 from mlops_provider.constants import FAIL, NO_DATA, PASS
 from mlops_provider.exceptions import ConfigurationError
+from mlops_provider.ml.scoring import MIN_POSITIVES, MIN_SAMPLES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,10 @@ class CanaryStrategy:
     :param max_no_data: polls without data after which a step is inconclusive (default
         ``2 * checks_per_step``).
     :param metrics: the metric checks.
+    :param min_samples: labelled rows a poll needs before the quality metrics (``roc_auc``,
+        ``accuracy``) judge; with fewer they are ``no_data``. AUC on a few dozen rows swings by ±0.1.
+    :param min_positives: positive labels (and, for both classes to be there, at least one negative)
+        that ``roc_auc`` also needs; at most ``min_samples``.
     """
 
     steps: tuple[int, ...] = (5, 25, 50, 100)
@@ -111,6 +116,8 @@ class CanaryStrategy:
     failure_threshold: int = 2
     max_no_data: int | None = None
     metrics: tuple[MetricCheck, ...] = DEFAULT_BATCH_CHECKS
+    min_samples: int = MIN_SAMPLES
+    min_positives: int = MIN_POSITIVES
 
     def __post_init__(self) -> None:
         steps = tuple(self.steps)
@@ -129,13 +136,22 @@ class CanaryStrategy:
             raise ConfigurationError(
                 f"Canary strategy: interval_seconds must be above 0, not {self.interval_seconds!r}."
             )
-        for field in ("checks_per_step", "failure_threshold"):
+        for field in ("checks_per_step", "failure_threshold", "min_samples", "min_positives"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(
                     f"Canary strategy: {field} must be a whole number >= 1, not {value!r}."
                 )
-        if self.max_no_data is not None and (not isinstance(self.max_no_data, int) or self.max_no_data < 1):
+        if self.min_positives > self.min_samples:
+            raise ConfigurationError(
+                f"Canary strategy: min_positives ({self.min_positives}) cannot exceed min_samples "
+                f"({self.min_samples}): positives are counted among the labelled rows."
+            )
+        if self.max_no_data is not None and (
+            isinstance(self.max_no_data, bool)
+            or not isinstance(self.max_no_data, int)
+            or self.max_no_data < 1
+        ):
             raise ConfigurationError(f"Canary strategy: max_no_data must be >= 1, not {self.max_no_data!r}.")
         if not self.metrics:
             raise ConfigurationError(
@@ -149,6 +165,15 @@ class CanaryStrategy:
     @property
     def no_data_limit(self) -> int:
         return self.max_no_data or 2 * self.checks_per_step
+
+    @property
+    def max_polls(self) -> int:
+        """The most polls a step can take: one short of every threshold, then one more must decide it.
+
+        The batch backend splits a step's traffic into this many disjoint slices, one per poll, so no
+        two polls of a step judge the same rows.
+        """
+        return (self.checks_per_step - 1) + (self.failure_threshold - 1) + (self.no_data_limit - 1) + 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CanaryStrategy:

@@ -64,6 +64,8 @@ BAD_MODES = (
     "future_timestamps",
     "naive_timestamps",
     "missing_partition",
+    "null_feature",
+    "partly_null_feature",
 )
 
 
@@ -259,6 +261,14 @@ def _apply_bad_mode(table: pa.Table, mode: str, day: dt.date) -> pa.Table:
     if mode == "naive_timestamps":
         idx = table.column_names.index("event_timestamp")
         return table.set_column(idx, "event_timestamp", pc.cast(table["event_timestamp"], pa.timestamp("us")))
+    if mode == "null_feature":
+        # Every value of a double column null: the type still checks and range rules skip nulls.
+        idx = table.column_names.index("minutes_watched_7d")
+        return table.set_column(idx, "minutes_watched_7d", pa.nulls(n, pa.float64()))
+    if mode == "partly_null_feature":
+        mostly_null = pa.array(np.arange(n) % 5 < 3)  # 60% of the rows
+        country = pc.if_else(mostly_null, pa.scalar(None, pa.string()), table["country"].combine_chunks())
+        return table.set_column(table.column_names.index("country"), "country", country)
     raise ValueError(f"bad mode {mode!r} is not a table transformation")  # corrupt/missing handled by caller
 
 

@@ -11,7 +11,14 @@ rows an effect size alone swings on sampling noise; requiring both keeps the ala
 are real and large. The dataset drifts when the share of drifted features reaches ``drift_share``.
 
 Nulls are left out of the tests and reported as ``reference_null_fraction`` and
-``current_null_fraction``; a feature that is all null on one side only counts as drifted.
+``current_null_fraction`` (also ``null_fraction``); a feature that is all null on one side only counts
+as drifted. Two more checks compare plain shares, with no significance test (ten more points of nulls,
+or 5% of values in categories never seen, is a changed pipeline or market, not sampling noise): a
+feature also drifts when its null share exceeds the reference's by more than
+``max_null_fraction_increase`` (values the pipeline starts losing, which the tests cannot see once
+nulls are dropped), and a categorical feature when more than ``max_new_category_share`` of its current
+non-null values are categories the reference never saw (``new_category_share``). Either names itself
+in the feature's ``reason``.
 """
 
 from __future__ import annotations
@@ -49,12 +56,18 @@ class Thresholds:
     :param psi_warn: PSI at or above which a feature is reported as ``warn`` (0.1: "moderate shift").
     :param p_value: significance level of the KS and chi-squared tests.
     :param js: Jensen-Shannon distance (base 2) at or above which a categorical shift is large.
+    :param max_null_fraction_increase: a feature drifts when its current null share exceeds the
+        reference's by more than this (0.1: ten points, e.g. 0% to 11%).
+    :param max_new_category_share: a categorical feature drifts when more than this share of its
+        current non-null values are categories the reference never saw.
     """
 
     psi: float = 0.25
     psi_warn: float = 0.1
     p_value: float = 0.05
     js: float = 0.1
+    max_null_fraction_increase: float = 0.1
+    max_new_category_share: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("psi", "psi_warn"):
@@ -67,6 +80,11 @@ class Thresholds:
                 raise ConfigurationError(
                     f"Drift threshold {name!r} must be in (0, 1], got {getattr(self, name)!r}."
                 )
+        for name in ("max_null_fraction_increase", "max_new_category_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigurationError(
+                    f"Drift threshold {name!r} must be in [0, 1], got {getattr(self, name)!r}."
+                )
 
 
 THRESHOLD_KEYS = tuple(f.name for f in fields(Thresholds))
@@ -77,8 +95,8 @@ def check_thresholds(
 ) -> dict[str, Thresholds]:
     """Validate per-feature overrides and return the thresholds of every named feature (and ``*``).
 
-    :param thresholds: ``{"feature": {"psi": 0.3, "p_value": 0.01, "js": 0.2}}``; ``"*"`` applies to
-        every feature.
+    :param thresholds: ``{"feature": {"psi": 0.3, "p_value": 0.01, "js": 0.2}}``, any key of
+        :class:`Thresholds`; ``"*"`` applies to every feature.
     :param features: the features under test; None skips the check of feature names.
     :raises ConfigurationError: an unknown feature or key, or a value out of range.
     """
@@ -150,8 +168,11 @@ def detect(
         ``"*"`` overrides every feature.
     :param drift_share: the dataset drifts when at least this share of the tested features drifts.
     :return: a JSON-serialisable report: ``features`` (per feature: ``type``, ``psi``, ``ks_p`` or
-        ``js`` and ``chi2_p``, ``drifted``, ``status`` ok/warn/drift, ``thresholds``, row counts, null
-        fractions), ``features_tested``, ``drifted_features``, ``drift_share``,
+        ``js`` and ``chi2_p``, ``drifted``, ``status`` ok/warn/drift, ``reason`` when a null or
+        new-category check (or an all-null side) made it drift, ``thresholds``, row counts,
+        ``null_fraction`` (the current one), ``reference_null_fraction``, ``current_null_fraction``,
+        ``new_category_share`` (None for numeric features)), ``features_tested``,
+        ``drifted_features``, ``drift_share``,
         ``drift_share_threshold``, ``dataset_drift``, ``reference_rows``, ``current_rows``.
     :raises ConfigurationError: a feature missing from either frame, a column whose type differs
         between them or cannot be tested, bad thresholds or ``drift_share``.
@@ -180,8 +201,12 @@ def detect(
     for feature in features:
         limits = resolved.get(feature, resolved[ALL_FEATURES])
         test = _numeric if kinds[feature] == NUMERIC else _categorical
+        result = test(reference[feature], current[feature], limits)
         report_features[feature] = _with_counts(
-            test(reference[feature], current[feature], limits), reference[feature], current[feature], limits
+            _with_checks(result, reference[feature], current[feature], limits),
+            reference[feature],
+            current[feature],
+            limits,
         )
     drifted = [f for f, r in report_features.items() if r["drifted"]]
     share = len(drifted) / len(features)
@@ -300,6 +325,46 @@ def _all_null(result: dict[str, Any], reference_side: bool) -> dict[str, Any]:
     return {**result, "drifted": True, "status": "drift", "reason": f"every value is null in the {side} data"}
 
 
+def _with_checks(
+    result: dict[str, Any], reference: pd.Series, current: pd.Series, limits: Thresholds
+) -> dict[str, Any]:
+    """Add the null-share and new-category checks, which drift a feature whatever its tests say."""
+    reference_nulls, current_nulls = float(reference.isna().mean()), float(current.isna().mean())
+    new_share = result.get("unseen_fraction") if result["type"] == CATEGORICAL else None
+    result.update(null_fraction=current_nulls, new_category_share=new_share)
+    if result.get("reason"):  # all null on one side: already drifted, and said why
+        return result
+    failed = _failed_checks(reference_nulls, current_nulls, new_share, asdict(limits))
+    if failed:
+        result.update(drifted=True, status="drift", reason="; ".join(failed.values()))
+    return result
+
+
+def _failed_checks(
+    reference_nulls: float, current_nulls: float, new_share: float | None, limits: dict[str, Any]
+) -> dict[str, str]:
+    """The null-share and new-category checks that fail, each with its reason (report field -> text).
+
+    ``limits`` is a :class:`Thresholds` as a dict; one from a report written before these checks
+    existed lacks their keys, and then they are not judged.
+    """
+    failed = {}
+    allowed = limits.get("max_null_fraction_increase")
+    # Rounded so that 0.3 - 0.2 is not read as just past an increase of 0.1.
+    if allowed is not None and round(current_nulls - reference_nulls, 12) > allowed:
+        failed["null_fraction"] = (
+            f"its null share rose from {reference_nulls:.1%} in the reference to {current_nulls:.1%} "
+            f"(allowed increase {allowed:.1%})"
+        )
+    cap = limits.get("max_new_category_share")
+    if cap is not None and new_share is not None and new_share > cap:
+        failed["new_category_share"] = (
+            f"{new_share:.1%} of its current values are categories the reference never saw "
+            f"(threshold {cap:.1%})"
+        )
+    return failed
+
+
 def _status(drifted: bool, warn: bool) -> str:
     return "drift" if drifted else "warn" if warn else "ok"
 
@@ -324,22 +389,40 @@ def p_value(feature_report: dict[str, Any]) -> float | None:
 
 
 def describe(feature: str, feature_report: dict[str, Any]) -> str:
-    """One human line on why ``feature`` drifted (or did not)."""
+    """One human line on why ``feature`` drifted (or did not): the reason of a null or new-category
+    check first, then the tests, the new-category share and the null shares."""
     r, limits = feature_report, feature_report["thresholds"]
-    if r.get("reason"):
-        return f"Feature {feature!r} {'drifted' if r['drifted'] else 'is stable'}: {r['reason']}."
+    verdict = f"Feature {feature!r} {'drifted' if r['drifted'] else 'is stable'}"
+    stat = r.get("ks_p") if r["type"] == NUMERIC else r.get("chi2_p")
+    if stat is None:  # all null on one side: no test ran
+        return f"{verdict}: {r.get('reason') or 'no test ran'}."
     if r["type"] == NUMERIC:
         detail = (
-            f"PSI {r['psi']:.3f} (threshold {limits['psi']:g}), "
-            f"KS p={r['ks_p']:.2g} (threshold {limits['p_value']:g})"
+            f"PSI {_fmt(r['psi'], '.3f')} (threshold {limits['psi']:g}), "
+            f"KS p={stat:.2g} (threshold {limits['p_value']:g})"
         )
     else:
         detail = (
-            f"JS distance {r['js']:.3f} (threshold {limits['js']:g}), "
-            f"chi-squared p={r['chi2_p']:.2g} (threshold {limits['p_value']:g}), PSI {r['psi']:.3f}, "
-            f"{r['unseen_fraction']:.1%} unseen categories"
+            f"JS distance {_fmt(r['js'], '.3f')} (threshold {limits['js']:g}), "
+            f"chi-squared p={stat:.2g} (threshold {limits['p_value']:g}), PSI {_fmt(r['psi'], '.3f')}"
         )
-    return f"Feature {feature!r} {'drifted' if r['drifted'] else 'is stable'}: {detail}."
+    # Reports written before the new-category check carry only unseen_fraction, the same share.
+    new_share = r.get("new_category_share", r.get("unseen_fraction"))
+    nulls, reference_nulls = r["current_null_fraction"], r["reference_null_fraction"]
+    failed = _failed_checks(reference_nulls, nulls, new_share, limits)  # already in the reason
+    if new_share is not None and "new_category_share" not in failed:
+        cap = limits.get("max_new_category_share")
+        detail += f", {new_share:.1%} new categories" + (f" (threshold {cap:.1%})" if cap is not None else "")
+    if (nulls or reference_nulls) and "null_fraction" not in failed:
+        allowed = limits.get("max_null_fraction_increase")
+        detail += f", null share {nulls:.1%} (reference {reference_nulls:.1%}" + (
+            f", allowed increase {allowed:.1%})" if allowed is not None else ")"
+        )
+    return f"{verdict}: {r['reason']}; {detail}." if r.get("reason") else f"{verdict}: {detail}."
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _cell(value: Any) -> str:
@@ -364,6 +447,8 @@ def render_html(report: dict[str, Any], title: str = "Feature drift report") -> 
         "chi2_p",
         "reference_null_fraction",
         "current_null_fraction",
+        "new_category_share",
+        "reason",
     )
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ("feature", *columns))
     rows = []
@@ -390,7 +475,10 @@ feature(s) drifted (share {report["drift_share"]:.2f}, threshold {report["drift_
 {chr(10).join(rows)}
 </tbody></table>
 <p>A numeric feature drifts when PSI &ge; psi and KS p &lt; p_value; a categorical one when the
-Jensen-Shannon distance &ge; js and chi-squared p &lt; p_value.</p>
+Jensen-Shannon distance &ge; js and chi-squared p &lt; p_value. Any feature also drifts when its null
+share exceeds the reference's by more than max_null_fraction_increase, and a categorical one when more
+than max_new_category_share of its current values are categories the reference never saw (the reason
+column says which).</p>
 <details><summary>Thresholds</summary><pre>{thresholds}</pre></details>
 </body></html>
 """

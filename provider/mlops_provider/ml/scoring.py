@@ -5,6 +5,10 @@ Entities are routed by a stable hash of their key: an entity in the canary share
 of ``request_rows``; a request that raises marks all of its rows as errors (as a failed HTTP request
 would), so ``error_rate`` is the share of rows that got no prediction. ``latency_ms`` is the request's
 wall time, recorded on each of its rows.
+
+The canary analysis judges one poll on one slice of a step's log (:func:`poll_slice`): the rows are
+dealt into disjoint, equal slices in the order of another stable hash of the entity key, so each poll
+sees traffic no earlier poll of the step saw.
 """
 
 from __future__ import annotations
@@ -43,20 +47,55 @@ LOG_COLUMNS = (
 )
 _BUCKETS = 10_000
 PSI_CAP = 99.0
-MIN_QUALITY_ROWS = 200
+# Defaults of CanaryStrategy.min_samples and .min_positives: the labelled rows (and positive labels, for
+# AUC) a poll needs before quality metrics judge.
+MIN_SAMPLES = 200
+MIN_POSITIVES = 10
+
+
+def _entity_hash(keys: pd.Series, salt: str) -> Any:
+    """A stable 64-bit hash per key: pandas' object hash uses a fixed key, the same in every process."""
+    import pandas as pd
+
+    return pd.util.hash_pandas_object(keys.astype(str) + f"|{salt}", index=False).to_numpy()
 
 
 def canary_mask(keys: pd.Series, weight: float, salt: str) -> Any:
     """Boolean mask of the rows whose entity falls in the canary's ``weight`` percent.
 
-    pandas' object hash uses a fixed key, so the buckets are the same in every process and run.
+    The buckets are the same in every process and run.
     """
-    import pandas as pd
-
     if not 0 <= weight <= 100:
         raise ConfigurationError(f"Canary weight {weight!r} must be between 0 and 100.")
-    hashed = pd.util.hash_pandas_object(keys.astype(str) + f"|{salt}", index=False).to_numpy()
-    return (hashed % _BUCKETS) < round(weight * _BUCKETS / 100)
+    return (_entity_hash(keys, salt) % _BUCKETS) < round(weight * _BUCKETS / 100)
+
+
+def poll_slice(keys: pd.Series, poll: int, slices: int, salt: str, strata: Any = None) -> Any:
+    """Boolean mask of the rows in slice ``poll`` of ``slices`` disjoint, equal slices of the entities.
+
+    Rows are ordered by a stable hash of their key and dealt out in turn, so every row is in exactly one
+    slice and the slices differ in size by at most one row; with ``strata`` (e.g. the log's ``variant``)
+    they are dealt out per stratum, so each slice holds its share of the canary's rows and of the
+    champion's. ``salt`` should differ from the split's (e.g. add the step).
+    """
+    import numpy as np
+
+    if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1:
+        raise ConfigurationError(f"Poll slices must be a whole number >= 1, not {slices!r}.")
+    if isinstance(poll, bool) or not isinstance(poll, int) or not 0 <= poll < slices:
+        raise ConfigurationError(
+            f"Poll {poll!r} has no slice: a step's traffic is split into {slices} slices, one per poll "
+            "(numbered from 0), and the analysis must decide the step within them."
+        )
+    hashed = _entity_hash(keys, salt)
+    groups = np.zeros(len(hashed), dtype=np.int64)
+    if strata is not None:
+        groups = np.unique(np.asarray(strata, dtype=str), return_inverse=True)[1].reshape(-1)
+    turn = np.empty(len(hashed), dtype=np.int64)
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        turn[rows[np.argsort(hashed[rows], kind="stable")]] = np.arange(len(rows))
+    return (turn % slices) == poll
 
 
 def score(
@@ -207,7 +246,11 @@ def population_stability(expected: Any, actual: Any, bins: int | None = None) ->
 
 
 def analyse(
-    log_frame: pd.DataFrame, label_column: str | None = None, min_quality_rows: int = MIN_QUALITY_ROWS
+    log_frame: pd.DataFrame,
+    label_column: str | None = None,
+    *,
+    min_samples: int = MIN_SAMPLES,
+    min_positives: int = MIN_POSITIVES,
 ) -> dict[str, tuple[float | None, float | None]]:
     """Per-metric ``(canary, champion)`` values from a prediction log, the input of ``judge_poll``.
 
@@ -215,8 +258,8 @@ def analyse(
     prediction shift (PSI) and quality compare both models on the canary's own rows (a paired
     comparison: two equal models differ by exactly 0); without them, on the rows each variant served.
     ``prediction_psi`` is the canary's distribution against the champion's (champion side 0). Quality
-    needs ``label_column``, both classes and ``min_quality_rows`` labelled rows (AUC on a few dozen
-    rows swings by ±0.1); else it is None.
+    needs ``label_column`` and ``min_samples`` labelled rows (AUC on a few dozen rows swings by ±0.1);
+    ``roc_auc`` also needs ``min_positives`` positive labels and at least one negative. Else it is None.
     """
     import pandas as pd
 
@@ -252,24 +295,25 @@ def analyse(
     for i, rows in enumerate((canary_ok, champion)):
         if not rows.empty:
             values["mean_probability"][i] = float(rows["probability"].mean())
-        quality = _quality(rows, label_column, min_quality_rows)
+        quality = _quality(rows, label_column, min_samples, min_positives)
         values["roc_auc"][i], values["accuracy"][i] = quality
     return {k: (v[0], v[1]) for k, v in values.items()}
 
 
 def _quality(
-    rows: pd.DataFrame, label_column: str | None, min_rows: int
+    rows: pd.DataFrame, label_column: str | None, min_samples: int, min_positives: int
 ) -> tuple[float | None, float | None]:
-    import numpy as np
+    """``(roc_auc, accuracy)`` of ``rows``; None where the labelled rows are too few to judge."""
     from sklearn import metrics as skm
 
     if not label_column or label_column not in rows.columns:
         return None, None
     labelled = rows[rows[label_column].notna()]
     labels = labelled[label_column].astype(int).to_numpy()
-    if len(labels) < min_rows or len(np.unique(labels)) < 2:
+    if len(labels) < min_samples:
         return None, None
-    return (
-        float(skm.roc_auc_score(labels, labelled["probability"])),
-        float(skm.accuracy_score(labels, labelled["prediction"].astype(int))),
-    )
+    accuracy = float(skm.accuracy_score(labels, labelled["prediction"].astype(int)))
+    positives = int((labels == 1).sum())
+    if positives < max(min_positives, 1) or positives == len(labels):  # AUC needs both classes
+        return None, accuracy
+    return float(skm.roc_auc_score(labels, labelled["probability"])), accuracy

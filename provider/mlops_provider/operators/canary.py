@@ -27,7 +27,9 @@ class CanaryDeployOperator(CanaryTask):
     """Start a rollout of ``version`` and, with ``step``, move it to that step of the strategy.
 
     Starting makes the version the ``canary`` (at weight 0), or promotes it at once when there is no
-    champion yet. ``step`` (0-based) is deployed once the previous step's analysis passed; when the
+    champion yet. It is refused, and the task fails with no canary and no traffic, when the gate compared
+    the version with another champion than today's (``mlops.gate.champion_version``): re-run the gate,
+    then this task. ``step`` (0-based) is deployed once the previous step's analysis passed; when the
     rollout is already there or finished, nothing changes.
 
     :param name: registered model name.

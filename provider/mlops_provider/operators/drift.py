@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 REFERENCE_DIR = "reference"
 REFERENCE_SAMPLE = f"{REFERENCE_DIR}/sample.parquet"
 REPORT_JSON, REPORT_HTML = "drift_report.json", "drift_report.html"
+# Bumped whenever detection gains a check: 2 added null-share and new-category checks.
+REPORT_VERSION = 2
 
 
 class DriftDetectOperator(BaseOperator):
@@ -253,6 +255,7 @@ class DriftDetectOperator(BaseOperator):
             self.categorical,
             self.thresholds,
             self.drift_share,
+            REPORT_VERSION,  # a report from older checks is not reused as if it ran the current ones
         ]
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

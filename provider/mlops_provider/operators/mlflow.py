@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +22,19 @@ from mlops_provider.constants import (
     DATA_INTERVAL_END_TAG,
     DATA_INTERVAL_START_TAG,
     GATE_CHAMPION_VERSION_TAG,
+    GATE_CI_HIGH_TAG,
+    GATE_CI_LOW_TAG,
+    GATE_CONFIDENCE_TAG,
     GATE_DECISION_TAG,
+    GATE_DIFFERENCE_TAG,
+    GATE_FAIL,
+    GATE_INSUFFICIENT,
     GATE_KEY_TAG,
+    GATE_METHOD_TAG,
+    GATE_METRIC_TAG,
+    GATE_N_TAG,
+    GATE_PASS,
+    GATE_POSITIVES_TAG,
     GATE_REASON_TAG,
     GATE_RESULT_TAG,
     GATE_RUN_ID_TAG,
@@ -43,6 +56,7 @@ from mlops_provider.hooks.mlflow_client import (
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
 from mlops_provider.ml.io import read_parquet
 from mlops_provider.ml.lineage import frame_fingerprint
+from mlops_provider.ml.stats import METRICS, Comparison, GateSettings, compare, decide, evidence_shortfall
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,15 +64,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-# greater_is_better of every metric the gate computes; thresholds may name only these.
-GATE_METRICS = {
-    "roc_auc": True,
-    "accuracy": True,
-    "f1": True,
-    "precision": True,
-    "recall": True,
-    "log_loss": False,
-}
+# greater_is_better of every metric the gate computes; thresholds and primary_metric may name only these.
+GATE_METRICS = {metric: greater_is_better for metric, (greater_is_better, _) in METRICS.items()}
 _THRESHOLD_KEYS = {"threshold", "min_absolute_change", "min_relative_change", "greater_is_better"}
 
 
@@ -352,8 +359,6 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
 
 
 def _check_thresholds(thresholds: dict[str, dict[str, Any]]) -> None:
-    if not thresholds:
-        raise ConfigurationError("MLflowEvaluateGateOperator needs at least one metric threshold.")
     for metric, spec in thresholds.items():
         if metric not in GATE_METRICS:
             raise ConfigurationError(
@@ -363,14 +368,42 @@ def _check_thresholds(thresholds: dict[str, dict[str, Any]]) -> None:
             raise ConfigurationError(f"Gate threshold for {metric!r} has unknown keys {sorted(unknown)}.")
 
 
-class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
-    """Evaluate a candidate version and the current champion on the same held-out data and decide.
+def _settings(
+    tolerance: float, confidence: float, require_improvement: bool, min_samples: int, min_positives: int
+) -> GateSettings:
+    try:
+        return GateSettings(
+            tolerance=float(tolerance),
+            confidence=float(confidence),
+            require_improvement=bool(require_improvement),
+            min_samples=int(min_samples),
+            min_positives=int(min_positives),
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigurationError(f"MLflowEvaluateGateOperator: {err}") from err
 
-    The decision goes through ``mlflow.validate_evaluation_results`` with one ``MetricThreshold``
-    per metric. Without a champion only the absolute ``threshold`` values apply. On pass the
-    ``challenger`` alias moves to the candidate; on fail aliases stay, the version is tagged with
-    ``mlops.gate.decision=fail`` and ``mlops.gate.reason``, and (with ``short_circuit_on_fail``) all
-    downstream tasks are skipped while this task succeeds with the decision as its XCom.
+
+def _finite(value: float | None) -> float | None:
+    """The value, or None when it is missing or NaN (undefined), so that XCom and tags carry JSON."""
+    return None if value is None or math.isnan(value) else value
+
+
+class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
+    """Evaluate a candidate version and the current champion on the same held-out rows and decide.
+
+    The champion comparison is statistical (:mod:`mlops_provider.ml.stats`): the difference in
+    ``primary_metric`` between candidate and champion on the same rows (positive: the candidate is
+    better) gets a confidence interval, by DeLong's test for ``roc_auc`` and a paired bootstrap over rows
+    otherwise. The candidate **passes** when the interval's lower bound is above ``-tolerance``
+    (non-inferior), or above 0 with ``require_improvement``; else it **fails**. Fewer than
+    ``min_samples`` labelled rows or ``min_positives`` positives is ``insufficient_evidence``, never a
+    promotion. ``thresholds`` adds absolute bounds on the candidate (e.g. a minimum ``roc_auc``); without
+    a champion only they apply, after the same minimum evidence.
+
+    On pass the ``challenger`` alias moves to the candidate. On fail or insufficient evidence aliases
+    stay, the version is tagged with the decision, the reason and the evidence (``mlops.gate.n``,
+    ``ci_low``, ``ci_high``, ...), and (with ``short_circuit_on_fail``) all downstream tasks are skipped
+    while this task succeeds with the decision as its XCom.
 
     Models must follow the contract ``pyfunc.predict(features)`` -> DataFrame with ``probability``
     (P(label=1)) and ``prediction`` (0/1).
@@ -379,16 +412,27 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     :param version: candidate version.
     :param eval_data_uri: held-out parquet file or directory (local or ``s3://``) with the label column.
     :param label: label column (0/1).
-    :param thresholds: metric -> ``{"threshold", "min_absolute_change", "min_relative_change",
-        "greater_is_better"}``; metrics: roc_auc, accuracy, f1, precision, recall, log_loss.
+    :param thresholds: absolute bounds on the candidate: metric -> ``{"threshold", "greater_is_better"}``;
+        metrics: roc_auc, accuracy, f1, precision, recall, log_loss. ``min_absolute_change`` and
+        ``min_relative_change`` are accepted for compatibility and ignored (logged): the champion
+        comparison uses the confidence interval instead.
+    :param primary_metric: the metric the champion comparison is decided on.
+    :param tolerance: non-inferiority margin in ``primary_metric``'s units (0.005 AUC by default).
+    :param confidence: two-sided confidence of the interval (the one-sided error rate is half the rest).
+    :param require_improvement: pass only when the candidate is shown better (lower bound above 0).
+    :param min_samples: labelled held-out rows needed to decide.
+    :param min_positives: held-out rows with label 1 needed to decide.
     :param champion_alias: alias of the model in production.
     :param challenger_alias: alias set on the candidate when it passes.
     :param experiment: MLflow experiment that receives one gate run per evaluation.
     :param feature_columns: columns passed to the models; default every column except the label.
-    :param short_circuit_on_fail: skip downstream tasks when the gate fails.
+    :param short_circuit_on_fail: skip downstream tasks when the gate does not pass.
     :param mlflow_conn_id: the MLflow connection.
-    :return: ``{"decision": "pass"|"fail", "reasons", "name", "version", "candidate": {metrics},
-        "champion": {"version", metrics...} | None, "gate_run_id", "eval_fingerprint", "reused"}``.
+    :return: ``{"decision": "pass"|"fail"|"insufficient_evidence", "reasons", "name", "version",
+        "candidate": {metrics}, "champion": {"version", metrics...} | None, "n", "positives",
+        "comparison": {"metric", "candidate", "champion", "difference", "ci_low", "ci_high",
+        "confidence", "p_value", "method", ...} | None, "settings": {...}, "gate_run_id",
+        "eval_fingerprint", "reused"}``.
     """
 
     template_fields = (
@@ -396,6 +440,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         "version",
         "eval_data_uri",
         "label_column",
+        "primary_metric",
         "champion_alias",
         "challenger_alias",
         "experiment",
@@ -411,8 +456,14 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         name: str,
         version: str | int,
         eval_data_uri: str,
-        thresholds: dict[str, dict[str, Any]],
+        thresholds: dict[str, dict[str, Any]] | None = None,
         label: str = "churned",
+        primary_metric: str = "roc_auc",
+        tolerance: float = 0.005,
+        confidence: float = 0.95,
+        require_improvement: bool = False,
+        min_samples: int = 500,
+        min_positives: int = 50,
         champion_alias: str = "champion",
         challenger_alias: str = "challenger",
         experiment: str = "mlops-model-gate",
@@ -421,13 +472,16 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        thresholds = thresholds or {}
         _check_thresholds(thresholds)
+        self.settings = _settings(tolerance, confidence, require_improvement, min_samples, min_positives)
         self.name = name
         self.version = version
         self.eval_data_uri = eval_data_uri
         self.thresholds = thresholds
         # BaseOperator owns ``label`` (the task's display label), so the column lives in ``label_column``.
         self.label_column = label
+        self.primary_metric = primary_metric
         self.champion_alias = champion_alias
         self.challenger_alias = challenger_alias
         self.experiment = experiment
@@ -435,11 +489,16 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         self.short_circuit_on_fail = short_circuit_on_fail
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.primary_metric not in GATE_METRICS:
+            raise ConfigurationError(
+                f"Gate primary_metric {self.primary_metric!r} is unknown; use one of {sorted(GATE_METRICS)}."
+            )
         version = str(self.version)
         data = self._load_eval_data()
         fingerprint = frame_fingerprint(data)
         with self.hook.session() as client:
-            client.get_model_version(self.name, version)  # an unknown version fails here, named by MLflow
+            # An unknown version fails here, named by MLflow.
+            previous_tags = client.get_model_version(self.name, version).tags or {}
             champion = alias_version(client, self.name, self.champion_alias)
             if champion == version:
                 self.log.info(
@@ -449,25 +508,21 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
                     self.champion_alias,
                 )
                 return self._result(
-                    "pass", [f"version {version} is already the {self.champion_alias}"], {}, None
+                    GATE_PASS, [f"version {version} is already the {self.champion_alias}"], {}, None
                 )
             key = self._gate_key(version, fingerprint, champion)
             result = self._reuse(client, key)
             if result is None:
-                result = self._evaluate(client, version, champion, data, fingerprint)
+                result = self._evaluate(version, champion, data, fingerprint, key)
                 result["gate_run_id"] = self._record(version, key, result, client)
             # Tagged on every run, reused or not: a gate killed after its run was recorded still tags.
-            self._tag_version(client, version, key, result)
-            if result["decision"] == "pass":
+            self._tag_version(client, version, key, result, previous_tags)
+            if result["decision"] == GATE_PASS:
                 client.set_registered_model_alias(self.name, self.challenger_alias, version)
-        self.log.info(
-            "Gate for %r version %s: %s. %s",
-            self.name,
-            version,
-            result["decision"].upper(),
-            " ".join(result["reasons"]),
-        )
-        if result["decision"] == "fail" and self.short_circuit_on_fail:
+        for reason in result["reasons"]:
+            self.log.info("Gate %s", reason)
+        self.log.info("Gate for %r version %s: %s.", self.name, version, result["decision"].upper())
+        if result["decision"] != GATE_PASS and self.short_circuit_on_fail:
             self._short_circuit(context, result)
         return result
 
@@ -484,6 +539,9 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             raise DataNotFound(f"Held-out data {self.eval_data_uri!r} has no rows; the gate cannot evaluate.")
         return data
 
+    def _settings_record(self) -> dict[str, Any]:
+        return {"primary_metric": self.primary_metric, **asdict(self.settings)}
+
     def _gate_key(self, version: str, fingerprint: str, champion: str | None) -> str:
         spec = [
             self.name,
@@ -493,63 +551,106 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             self.label_column,
             self.feature_columns,
             self.thresholds,
+            self._settings_record(),
         ]
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     def _reuse(self, client: MlflowClient, key: str) -> dict[str, Any] | None:
-        """Return the recorded decision when the same version, data, champion and thresholds were gated."""
+        """Return the recorded decision when the same version, data, champion and settings were gated."""
         run = find_run_by_key(client, self.experiment, GATE_KEY_TAG, key)
         if run is None or not run.data.tags.get(GATE_RESULT_TAG):
             return None
-        self.log.info("Reusing gate run %s: same data, champion and thresholds.", run.info.run_id)
+        self.log.info("Reusing gate run %s: same data, champion and settings.", run.info.run_id)
         recorded = json.loads(run.data.tags[GATE_RESULT_TAG])
         return {**recorded, "gate_run_id": run.info.run_id, "reused": True}
 
     def _evaluate(
-        self, client: MlflowClient, version: str, champion: str | None, data: pd.DataFrame, fingerprint: str
+        self, version: str, champion: str | None, data: pd.DataFrame, fingerprint: str, key: str
     ) -> dict[str, Any]:
-        from mlflow.exceptions import MlflowException
-        from mlflow.models import MetricThreshold
-        from mlflow.models.evaluation import EvaluationResult
-        from mlflow.models.evaluation.validation import validate_evaluation_results
-
         features = (
             data[self.feature_columns] if self.feature_columns else data.drop(columns=[self.label_column])
         )
         labels = data[self.label_column].astype(int).to_numpy()
-        candidate_metrics = self._model_metrics(version, features, labels)
-        champion_metrics = self._model_metrics(champion, features, labels) if champion else None
-        thresholds = {}
-        for metric, spec in self.thresholds.items():
-            kwargs = {k: v for k, v in spec.items() if v is not None}
-            kwargs.setdefault("greater_is_better", GATE_METRICS[metric])
-            if champion is None:  # the first model has nothing to beat: absolute thresholds only
-                kwargs.pop("min_absolute_change", None)
-                kwargs.pop("min_relative_change", None)
-                if "threshold" not in kwargs:
-                    continue
-            thresholds[metric] = MetricThreshold(**kwargs)
-        baseline = EvaluationResult(metrics=champion_metrics, artifacts={}) if champion_metrics else None
-        try:
-            validate_evaluation_results(
-                thresholds, EvaluationResult(metrics=candidate_metrics, artifacts={}), baseline
+        candidate_output = self._predict(version, features)
+        candidate_metrics = _metrics(labels, *candidate_output)
+        champion_block, comparison = None, None
+        if champion is not None:
+            champion_output = self._predict(champion, features)
+            champion_block = {"version": champion, **_metrics(labels, *champion_output)}
+            reads = 0 if METRICS[self.primary_metric][1] == "probability" else 1
+            comparison = compare(
+                self.primary_metric,
+                labels,
+                candidate_output[reads],
+                champion_output[reads],
+                confidence=self.settings.confidence,
+                seed=int(key, 16),  # the same gate draws the same bootstrap resamples
             )
-            decision, reasons = (
-                "pass",
-                [f"passed {len(thresholds)} threshold(s)" + ("" if champion else " (first model)")],
-            )
-        except MlflowException as err:
-            if type(err).__name__ != "ModelValidationFailedException":
-                raise
-            decision, reasons = "fail", [line for line in str(err.message).splitlines() if line.strip()]
-        champion_block = {"version": champion, **champion_metrics} if champion_metrics else None
+        self._warn_ignored_thresholds()
+        decision, reasons = self._decide(len(labels), int(labels.sum()), candidate_metrics, comparison)
         result = self._result(decision, reasons, candidate_metrics, champion_block)
-        result["eval_fingerprint"] = fingerprint
+        result |= {
+            "n": len(labels),
+            "positives": int(labels.sum()),
+            "comparison": _comparison_record(comparison),
+            "eval_fingerprint": fingerprint,
+        }
         return result
 
-    def _model_metrics(self, version: str, features: pd.DataFrame, labels: Any) -> dict[str, float]:
+    def _decide(
+        self, n: int, positives: int, candidate: dict[str, float], comparison: Comparison | None
+    ) -> tuple[str, list[str]]:
+        """Minimum evidence first, then the absolute thresholds, then the champion comparison."""
+        shortfall = evidence_shortfall(n, positives, self.settings)
+        if shortfall is not None:
+            return GATE_INSUFFICIENT, [shortfall] + ([comparison.summary()] if comparison else [])
+        failures = self._absolute_failures(candidate)
+        if comparison is None:  # the first model has nothing to beat: absolute thresholds only
+            if failures:
+                return GATE_FAIL, failures
+            return GATE_PASS, [f"passed {len(self.thresholds)} absolute threshold(s) (first model)"]
+        decision, reason = decide(comparison, self.settings)
+        if decision == GATE_PASS and failures:
+            decision = GATE_FAIL
+        return decision, [reason, *failures]
+
+    def _absolute_failures(self, candidate: dict[str, float]) -> list[str]:
+        failures = []
+        for metric, spec in self.thresholds.items():
+            threshold = spec.get("threshold")
+            if threshold is None:
+                continue
+            greater_is_better = spec.get("greater_is_better")
+            if greater_is_better is None:
+                greater_is_better = GATE_METRICS[metric]
+            value = candidate.get(metric)
+            if value is None:
+                failures.append(f"{metric} is undefined on the held-out rows (a single class)")
+            elif value < threshold if greater_is_better else value > threshold:
+                bound = "below the minimum" if greater_is_better else "above the maximum"
+                failures.append(f"{metric} {value:.4f} is {bound} {threshold}")
+        return failures
+
+    def _warn_ignored_thresholds(self) -> None:
+        ignored = [
+            f"{metric}.{k}"
+            for metric, spec in self.thresholds.items()
+            for k in ("min_absolute_change", "min_relative_change")
+            if spec.get(k) is not None
+        ]
+        if ignored:
+            self.log.warning(
+                "Gate thresholds %s are ignored: the champion comparison uses the confidence interval "
+                "of %s (tolerance=%s, require_improvement=%s). Remove them from thresholds.",
+                ", ".join(ignored),
+                self.primary_metric,
+                self.settings.tolerance,
+                self.settings.require_improvement,
+            )
+
+    def _predict(self, version: str, features: pd.DataFrame) -> tuple[Any, Any]:
+        """``(P(label=1), 0/1 prediction)`` of one version on the held-out features."""
         import numpy as np
-        from sklearn import metrics as skm
 
         output = self.hook.load_model(self.name, version).predict(features)
         if not {"probability", "prediction"} <= set(getattr(output, "columns", [])):
@@ -558,17 +659,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
                 "with columns 'probability' and 'prediction'."
             )
         proba = np.clip(output["probability"].to_numpy(dtype=float), 1e-7, 1 - 1e-7)
-        predicted = output["prediction"].to_numpy().astype(int)
-        result = {
-            "accuracy": skm.accuracy_score(labels, predicted),
-            "f1": skm.f1_score(labels, predicted, zero_division=0),
-            "precision": skm.precision_score(labels, predicted, zero_division=0),
-            "recall": skm.recall_score(labels, predicted, zero_division=0),
-            "log_loss": skm.log_loss(labels, proba, labels=[0, 1]),
-        }
-        if len(np.unique(labels)) == 2:  # AUC is undefined on a single class
-            result["roc_auc"] = skm.roc_auc_score(labels, proba)
-        return {k: round(float(v), 6) for k, v in result.items()}
+        return proba, output["prediction"].to_numpy().astype(int)
 
     def _result(
         self, decision: str, reasons: list[str], candidate: dict[str, float], champion: dict[str, Any] | None
@@ -580,6 +671,10 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             "version": str(self.version),
             "candidate": candidate,
             "champion": champion,
+            "n": None,
+            "positives": None,
+            "comparison": None,
+            "settings": self._settings_record(),
             "gate_run_id": None,
             "eval_fingerprint": None,
             "reused": False,
@@ -588,8 +683,15 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     def _record(self, version: str, key: str, result: dict[str, Any], client: MlflowClient) -> str:
         """Log the gate as a run in ``experiment``; return its id."""
         champion = result["champion"] or {}
+        comparison = result["comparison"] or {}
         metrics = {f"candidate_{k}": v for k, v in result["candidate"].items()}
         metrics |= {f"champion_{k}": v for k, v in champion.items() if k != "version"}
+        metrics |= {"n": result["n"], "positives": result["positives"]}
+        metrics |= {
+            k: comparison[k]
+            for k in ("difference", "ci_low", "ci_high", "p_value")
+            if comparison.get(k) is not None
+        }
         return record_run(
             client,
             self.experiment,
@@ -602,6 +704,8 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
                 "candidate_version": version,
                 "champion_version": str(champion.get("version")),
                 "eval_data_uri": self.eval_data_uri,
+                "method": comparison.get("method"),
+                **result["settings"],
             },
             tags={
                 GATE_DECISION_TAG: result["decision"],
@@ -611,18 +715,38 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             },
         )
 
-    def _tag_version(self, client: MlflowClient, version: str, key: str, result: dict[str, Any]) -> None:
-        """Put the decision on the candidate version, where the canary and the ML models view read it."""
+    def _tag_version(
+        self,
+        client: MlflowClient,
+        version: str,
+        key: str,
+        result: dict[str, Any],
+        previous_tags: dict[str, str],
+    ) -> None:
+        """Put the decision and its evidence on the candidate version, where the canary and the ML models
+        view read them; evidence tags left by an earlier gate of the version that this one lacks go."""
         champion = result["champion"] or {}
+        comparison = result["comparison"] or {}
         tags = {
             GATE_DECISION_TAG: result["decision"],
             GATE_REASON_TAG: "; ".join(result["reasons"]),
             GATE_RUN_ID_TAG: result["gate_run_id"],
             GATE_KEY_TAG: key,
             GATE_CHAMPION_VERSION_TAG: str(champion.get("version")),
+            GATE_METRIC_TAG: result["settings"]["primary_metric"],
+            GATE_N_TAG: result["n"],
+            GATE_POSITIVES_TAG: result["positives"],
+            GATE_CONFIDENCE_TAG: result["settings"]["confidence"],
+            GATE_DIFFERENCE_TAG: comparison.get("difference"),
+            GATE_CI_LOW_TAG: comparison.get("ci_low"),
+            GATE_CI_HIGH_TAG: comparison.get("ci_high"),
+            GATE_METHOD_TAG: comparison.get("method"),
         }
         for tag, value in tags.items():
-            client.set_model_version_tag(self.name, version, tag, tag_value(value))
+            if value is not None:
+                client.set_model_version_tag(self.name, version, tag, tag_value(value))
+            elif tag in previous_tags:
+                client.delete_model_version_tag(self.name, version, tag)
 
     def _short_circuit(self, context: Context, result: dict[str, Any]) -> None:
         """Keep the decision in XCom, then skip every downstream task (this task stays successful)."""
@@ -630,5 +754,35 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         if not to_skip:
             return
         context["ti"].xcom_push(key="return_value", value=result)
-        self.log.info("Gate failed: skipping %d downstream task(s).", len(to_skip))
+        self.log.info(
+            "Gate decision %s: skipping %d downstream task(s).", result["decision"].upper(), len(to_skip)
+        )
         self.skip(ti=context["ti"], tasks=to_skip)
+
+
+def _metrics(labels: Any, proba: Any, predicted: Any) -> dict[str, float]:
+    """Every gate metric of one model on the held-out rows (``roc_auc`` only with both classes)."""
+    import numpy as np
+    from sklearn import metrics as skm
+
+    result = {
+        "accuracy": skm.accuracy_score(labels, predicted),
+        "f1": skm.f1_score(labels, predicted, zero_division=0),
+        "precision": skm.precision_score(labels, predicted, zero_division=0),
+        "recall": skm.recall_score(labels, predicted, zero_division=0),
+        "log_loss": skm.log_loss(labels, proba, labels=[0, 1]),
+    }
+    if len(np.unique(labels)) == 2:  # AUC is undefined on a single class
+        result["roc_auc"] = skm.roc_auc_score(labels, proba)
+    return {k: round(float(v), 6) for k, v in result.items()}
+
+
+def _comparison_record(comparison: Comparison | None) -> dict[str, Any] | None:
+    """The comparison as JSON-able data: undefined values (NaN) become None."""
+    if comparison is None:
+        return None
+    record = comparison.as_dict()
+    for k in ("candidate", "champion", "difference", "ci_low", "ci_high", "p_value"):
+        value = _finite(record[k])
+        record[k] = None if value is None else round(value, 6)
+    return record

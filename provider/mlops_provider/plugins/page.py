@@ -63,6 +63,7 @@ table { border-collapse: collapse; width: 100%; } th, td { border: 1px solid #dd
 .badge.champion { background: #2e7d32; } .badge.canary { background: #ef6c00; }
 .badge.challenger { background: #1565c0; } .badge.previous { background: #6d4c41; }
 .pass { color: #2e7d32; } .fail, .drift { color: #c62828; font-weight: 600; }
+.insufficient_evidence { color: #ef6c00; font-weight: 600; }
 .message { border-radius: 6px; padding: .8em 1em; background: #fff3e0; border: 1px solid #ef6c00; }
 .message.error { background: #ffebee; border-color: #c62828; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 1px 10px; margin: 0; }
@@ -158,10 +159,14 @@ def _version_row(version: dict[str, Any], airflow_root: str) -> str:
     gate = dict(version["gate"])
     decision = gate.pop("decision", None)
     gate_html = (
-        f'<span class="{_e(decision)}">{_e(decision)}</span>'
-        if decision
-        else '<span class="muted">not gated</span>'
-    ) + _dl(gate)
+        (
+            f'<span class="{_e(decision)}">{_e(decision)}</span>'
+            if decision
+            else '<span class="muted">not gated</span>'
+        )
+        + _gate_evidence(gate)
+        + _dl(gate)
+    )
     lineage = dict(version["lineage"])
     dag_run = version["dag_run"]
     if dag_run:
@@ -180,6 +185,34 @@ def _version_row(version: dict[str, Any], airflow_root: str) -> str:
         f'<tr data-version="{_e(version["version"])}"><td>{head}</td><td class="metrics">{_dl(metrics)}{run}</td>'
         f"<td>{gate_html}</td><td>{_dl(ordered, trusted)}</td><td>{canary_html}</td></tr>"
     )
+
+
+# Gate tags shown as one line of evidence instead of one row each.
+_GATE_EVIDENCE = ("metric", "difference", "ci_low", "ci_high", "confidence", "n", "positives", "method")
+
+
+def _gate_evidence(gate: dict[str, Any]) -> str:
+    """The gate's evidence as one line, e.g. ``roc_auc +0.005 [95% CI -0.002, +0.012], n=2000 (157
+    positives)``; its tags are taken out of ``gate``. Empty for a version gated without it."""
+    tags = {k: gate.pop(k, None) for k in _GATE_EVIDENCE}
+    if tags["n"] is None:
+        return ""
+    number = {k: _parse_float(tags[k]) for k in ("difference", "ci_low", "ci_high", "confidence")}
+    text = f"n={tags['n']} ({tags['positives']} positives)"
+    if None not in number.values():
+        text = (
+            f"{tags['metric']} {number['difference']:+.3f} [{number['confidence']:.0%} CI "
+            f"{number['ci_low']:+.3f}, {number['ci_high']:+.3f}], {text}"
+        )
+    return f'<br><span class="gate-evidence">{_e(text)}</span>'
+
+
+def _parse_float(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _rollout(rollout: dict[str, Any] | None) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 
+from mlops_provider.constants import REFUSED
 from mlops_provider.utils.canary import CANARY_FIELDS, CanaryTask, as_dict
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class CanaryAnalysisSensor(CanaryTask):
                     version,
                     step,
                     baseline,
+                    poll=len(polls),  # each poll judges new traffic (batch: its own slice)
                 )
             )
             self.log.info("Poll %d of step %d: %s.", len(polls), step + 1, polls[-1]["status"])
@@ -103,11 +105,12 @@ class CanaryAnalysisSensor(CanaryTask):
         return self._record(version, int(self.step), event["verdict"], event["polls"])
 
     def _already_decided(self, state: dict[str, Any], step: int) -> dict[str, Any] | None:
-        if state["status"] is None:
+        if state["status"] in (None, REFUSED):
             from mlops_provider.exceptions import ConfigurationError
 
+            refused = f" (its start was refused: {state['reason']})" if state["status"] == REFUSED else ""
             raise ConfigurationError(
-                f"{self.name!r} v{state['version']} has no rollout; deploy a step first."
+                f"{self.name!r} v{state['version']} has no rollout{refused}; deploy a step first."
             )
         if step in state["verdicts"]:
             self.log.info(

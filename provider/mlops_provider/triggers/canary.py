@@ -23,12 +23,17 @@ def analyse_once(
     version: str,
     step: int,
     baseline: dict[str, float] | None = None,
+    *,
+    poll: int,
 ) -> dict[str, Any]:
-    """One poll: fetch ``{metric: (canary, champion)}`` from the backend and judge it."""
+    """Poll ``poll`` (0-based) of the step: fetch ``{metric: (canary, champion)}`` and judge it.
+
+    Each poll judges new traffic: on the batch backend, its own slice of the step's log.
+    """
     from mlops_provider.canary import judge_poll
     from mlops_provider.utils.canary import fetch_values
 
-    values = fetch_values(backend, backend_config, hook, name, version, step, strategy)
+    values = fetch_values(backend, backend_config, hook, name, version, step, strategy, poll=poll)
     return judge_poll(strategy, values, baseline)
 
 
@@ -36,7 +41,8 @@ class CanaryAnalysisTrigger(BaseTrigger):
     """Yield the verdict of one rollout step: ``pass``, ``fail`` or ``inconclusive``, with the evidence.
 
     Arguments are plain JSON and hold connection ids, never credentials. A triggerer restart starts
-    the step's polls again; the step itself is not repeated (its weight is already deployed).
+    the step's polls again from the first (a fresh decision: no poll counts twice); the step itself is
+    not repeated (its weight is already deployed).
 
     :param name: registered model name.
     :param version: the canary version.
@@ -99,6 +105,7 @@ class CanaryAnalysisTrigger(BaseTrigger):
                     self.version,
                     self.step,
                     self.baseline,
+                    poll=len(polls),
                 )
                 polls.append(poll)
                 self.log.info(

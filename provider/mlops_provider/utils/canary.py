@@ -138,12 +138,18 @@ def fetch_values(
     version: str,
     step: int,
     strategy: CanaryStrategy,
+    *,
+    poll: int,
 ) -> dict[str, tuple[float | None, float | None]]:
-    """One analysis poll's ``{metric: (canary, champion)}`` values."""
+    """One analysis poll's ``{metric: (canary, champion)}`` values.
+
+    ``poll`` is the poll's index in its step (0-based): the batch backend judges that poll's own slice
+    of the step's traffic; Prometheus (kserve) answers for the traffic of the query's window.
+    """
     if kind == "batch":
         from mlops_provider.canary.backends.batch import BatchCanaryBackend
 
-        return BatchCanaryBackend(mlflow_hook, **config).values(name, version, step, strategy)
+        return BatchCanaryBackend(mlflow_hook, **config).values(name, version, step, strategy, poll=poll)
     from mlops_provider.canary.backends.kserve import KServeCanaryBackend
     from mlops_provider.hooks.prometheus import PrometheusHook
 

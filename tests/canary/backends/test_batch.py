@@ -1,5 +1,6 @@
 """The ``batch`` canary backend: each step replays traffic through both registered models, writes a
-prediction log, and the analysis reads its metrics from that log. Models come from a real ``mlflow server``.
+prediction log, and each analysis poll reads its metrics from its own slice of that log. Models come from
+a real ``mlflow server``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from mlflow import MlflowClient
 
 from mlops_provider.canary.backends.batch import BatchCanaryBackend
 from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
-from mlops_provider.exceptions import DataNotFound
+from mlops_provider.exceptions import ConfigurationError, DataNotFound
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.ml.scoring import read_log
 from tests.mlflow_helpers import unique_name
@@ -95,9 +96,13 @@ def test_the_analysis_reads_each_checks_values_from_the_steps_log(
     batch = backend(traffic, tmp_path)
     batch.set_weight(registered, "1", "2", 100, step=0)  # v2 predicts a constant 0.3, for every customer
     rows = MetricCheck("rows", "rows", compare="absolute", threshold=1e9)
-    strategy = CanaryStrategy(metrics=(*DEFAULT_BATCH_CHECKS, rows))
+    # One poll decides a step of this strategy: its one slice is the whole log.
+    strategy = CanaryStrategy(
+        metrics=(*DEFAULT_BATCH_CHECKS, rows), checks_per_step=1, failure_threshold=1, max_no_data=1
+    )
+    assert strategy.max_polls == 1
 
-    values = batch.values(registered, "2", 0, strategy)
+    values = batch.values(registered, "2", 0, strategy, poll=0)
 
     assert list(values) == [m.name for m in strategy.metrics]
     served = len(read_log(batch.step_log_uri(registered, "2", 0)))
@@ -146,5 +151,38 @@ def test_missing_or_empty_traffic_is_data_not_found(registered: str, tmp_path: P
         )
     with pytest.raises(DataNotFound, match="Prediction log"):  # analysing a step that never ran
         BatchCanaryBackend(MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path)).values(
-            registered, "3", 0, CanaryStrategy()
+            registered, "3", 0, CanaryStrategy(), poll=0
         )
+
+
+def test_each_poll_of_a_step_judges_its_own_slice_of_the_traffic(
+    registered: str, traffic: Path, tmp_path: Path
+) -> None:
+    batch = backend(traffic, tmp_path)
+    batch.set_weight(registered, "1", "2", 100, step=0)  # the constant canary serves (and is judged on) all
+    served = read_log(batch.step_log_uri(registered, "2", 0))
+    rows = MetricCheck("rows", "rows", compare="absolute", threshold=1e9)
+    mean = MetricCheck("mean", "mean_probability", threshold=1.0)  # the champion's (shadow) mean: continuous
+    strategy = CanaryStrategy(metrics=(*DEFAULT_BATCH_CHECKS, rows, mean))
+    assert strategy.max_polls == 9  # 3 passes, 2 failures, 6 without data: the 9th poll must decide
+
+    slices = [batch.poll_rows(registered, "2", 0, poll, strategy) for poll in range(strategy.max_polls)]
+    entities = [set(s["customer_id"]) for s in slices]
+    assert sum(len(e) for e in entities) == len(served)  # disjoint, and together the whole step
+    assert set().union(*entities) == set(served["customer_id"])
+    polls = [batch.values(registered, "2", 0, strategy, poll=poll) for poll in range(strategy.max_polls)]
+    assert [p["rows"][0] for p in polls] == [float(len(s)) for s in slices]
+    assert len({p["mean"] for p in polls}) == len(polls)  # never the same numbers twice
+    with pytest.raises(ConfigurationError, match="Poll 9 has no slice"):
+        batch.values(registered, "2", 0, strategy, poll=9)
+
+    # Quality waits for min_samples labelled rows: a ninth of 300 customers is too few at the default 200.
+    assert all(p["roc_auc"] == (None, None) for p in polls)
+    small = CanaryStrategy(metrics=strategy.metrics, min_samples=20, min_positives=1)
+    judged = [batch.values(registered, "2", 0, small, poll=poll) for poll in range(small.max_polls)]
+    labelled = [(len(s), int(s["churned"].sum())) for s in slices]
+    for (n, positives), values in zip(labelled, judged, strict=True):
+        has_auc = n >= 20 and 1 <= positives < n
+        assert (values["roc_auc"][0] is not None) == has_auc, (n, positives, values["roc_auc"])
+        assert values["roc_auc"][0] is None or values["roc_auc"][0] == pytest.approx(0.5)  # a constant
+    assert any(values["roc_auc"][0] is not None for values in judged)

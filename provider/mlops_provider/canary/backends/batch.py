@@ -5,6 +5,11 @@ both models with the step's split, writes a prediction log per step, and the ana
 The champion also scores the canary's rows in shadow, so prediction shift and quality compare both
 models on the same entities. Promotion and rollback need no serving change: the batch-scoring DAG reads
 the split from the MLflow aliases.
+
+Fresh evidence per poll: the step's log is split into ``strategy.max_polls`` disjoint, equal slices
+(per variant, in the order of a stable hash of the entity key salted with the model name and the step),
+and poll ``i`` judges slice ``i`` only. No two polls of a step see the same rows, and the step is decided
+before the slices run out (see :attr:`~mlops_provider.canary.CanaryStrategy.max_polls`).
 """
 
 from __future__ import annotations
@@ -90,6 +95,27 @@ class BatchCanaryBackend:
     def rollback(self, name: str, champion: str | None, canary: str) -> None:
         """Nothing to change: without the ``canary`` alias batch scoring sends everything to the champion."""
 
-    def values(self, name: str, version: str, step: int, strategy: CanaryStrategy) -> dict[str, Any]:
-        metrics = scoring.analyse(scoring.read_log(self.step_log_uri(name, version, step)), self.label_column)
+    def poll_rows(self, name: str, version: str, step: int, poll: int, strategy: CanaryStrategy) -> Any:
+        """The rows of the step's log that poll ``poll`` (0-based) judges: its own slice, no other's."""
+        log = scoring.read_log(self.step_log_uri(name, version, step))
+        if self.entity_column not in log.columns:
+            raise DataNotFound(
+                f"Prediction log of {name!r} v{version} step {step} lacks the entity column "
+                f"{self.entity_column!r} that polls are sliced on."
+            )
+        mask = scoring.poll_slice(
+            log[self.entity_column], poll, strategy.max_polls, f"{name}|step={step}", strata=log["variant"]
+        )
+        return log.loc[mask]
+
+    def values(
+        self, name: str, version: str, step: int, strategy: CanaryStrategy, *, poll: int
+    ) -> dict[str, Any]:
+        """``{check name: (canary, champion)}`` from poll ``poll``'s slice of the step's log."""
+        metrics = scoring.analyse(
+            self.poll_rows(name, version, step, poll, strategy),
+            self.label_column,
+            min_samples=strategy.min_samples,
+            min_positives=strategy.min_positives,
+        )
         return {check.name: metrics[check.query] for check in strategy.metrics}
