@@ -208,13 +208,13 @@ with DAG(
     # The Asset is also an inlet, so the task can read its own past announcements (their extra).
     @task(task_id="challenger_set", inlets=[challenger_asset], outlets=[challenger_asset])
     def challenger_set(decision: dict, *, inlet_events=None, outlet_events=None) -> str:
-        """Announce the new challenger once, which starts the canary rollout.
+        """Announce the new challenger once per gate decision, which starts the canary rollout.
 
         Skipped unless the gate passed (a fail or insufficient evidence promotes nothing). Keyed by the
-        announcement itself, not by whether the gate decision was reused: a version already announced
-        (a re-run, or the drift-triggered run that follows the features-triggered one for the same data)
-        is not announced again, and a gate that died after recording its decision but before this task
-        ran still gets its one announcement on the re-run.
+        announcements themselves (the Asset's events carry the gate run), not by whether the gate decision
+        was reused: a decision already announced (a re-run, or the drift-triggered run that follows the
+        features-triggered one for the same data) is not announced again, and a gate that died after
+        recording its decision but before this task ran still gets its one announcement on the re-run.
         """
         from airflow.sdk.exceptions import AirflowSkipException
 
@@ -226,8 +226,13 @@ with DAG(
                 f"Version {version} is not promoted: the gate decided {decision['decision']} "
                 f"({' '.join(decision['reasons'])})."
             )
-        if any((event.extra or {}).get("version") == version for event in inlet_events[challenger_asset]):
-            raise AirflowSkipException(f"Version {version} was announced as the challenger before.")
+        # Keyed by the gate decision (its MLflow run), which a version number alone is not: a registry
+        # can be rebuilt and number its versions from 1 again.
+        announced = {(e.extra or {}).get("gate_run_id") for e in inlet_events[challenger_asset]}
+        if decision["gate_run_id"] in announced:
+            raise AirflowSkipException(
+                f"Version {version} was announced as the challenger before (gate run {decision['gate_run_id']})."
+            )
         outlet_events[challenger_asset].extra = {"version": version, "gate_run_id": decision["gate_run_id"]}
         return version
 

@@ -136,6 +136,20 @@ def test_shadow_scoring_compares_both_models_on_the_canarys_own_rows(traffic) ->
     assert worse["roc_auc"][0] < worse["roc_auc"][1] - 0.05
 
 
+def test_at_weight_100_the_champion_is_timed_on_its_shadow_requests(traffic) -> None:
+    log = _score(traffic, 100, shadow=True)
+    assert set(log["variant"]) == {"canary"}  # the champion serves nothing at weight 100
+    shadow = log["shadow_latency_ms"]
+    assert shadow.notna().all() and (shadow > 0).all()
+
+    latency = scoring.analyse(log, "churned")["latency_p95_ms"]
+
+    assert latency[1] == pytest.approx(float(shadow.quantile(0.95)))
+    assert latency[0] == pytest.approx(float(log["latency_ms"].quantile(0.95)))
+    # Without shadow scoring there is nothing to time the champion on: the analysis has no value for it.
+    assert scoring.analyse(_score(traffic, 100), "churned")["latency_p95_ms"][1] is None
+
+
 def test_poll_slices_are_disjoint_equal_and_hold_their_share_of_each_variant(traffic) -> None:
     keys = traffic["customer_id"]
     variant = np.where(scoring.canary_mask(keys, 5, "churn"), "canary", "champion")  # 5 %: ~100 canary rows

@@ -122,8 +122,9 @@ def score(
     :param feature_columns: columns passed to the models; default every column except ``keep_columns``.
     :param keep_columns: columns copied to the log unscored (e.g. the label); the entity is always kept.
     :param request_rows: rows per model request.
-    :param shadow: also score the canary's rows with the champion, unserved, into ``shadow_probability``
-        and ``shadow_prediction``, so the analysis compares both models on the same entities.
+    :param shadow: also score the canary's rows with the champion, unserved, into ``shadow_probability``,
+        ``shadow_prediction`` and ``shadow_latency_ms``, so the analysis compares both models on the same
+        entities, at the same time (at weight 100 the champion serves nothing to time otherwise).
     :return: the prediction log: entity, ``keep_columns``, then :data:`LOG_COLUMNS` (and the shadow
         columns).
     """
@@ -171,6 +172,7 @@ def score(
             )
             part["shadow_probability"] = shadowed["probability"] if shadowed is not None else np.nan
             part["shadow_prediction"] = shadowed["prediction"] if shadowed is not None else pd.NA
+            part["shadow_latency_ms"] = shadowed["latency_ms"] if shadowed is not None else np.nan
         parts.append(pd.concat([subset[keep].reset_index(drop=True), part.reset_index(drop=True)], axis=1))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keep, *LOG_COLUMNS])
     result["canary_weight"] = float(weight if CANARY in models else 0)
@@ -271,6 +273,13 @@ def analyse(
             values["rows"][i] = float(len(rows))
             values["error_rate"][i] = float(rows["error"].notna().mean())
             values["latency_p95_ms"][i] = float(rows["latency_ms"].quantile(0.95))
+    if served[CHAMPION].empty and "shadow_latency_ms" in log_frame.columns:
+        # The champion served nothing (weight 100): time it on its shadow requests for the canary's rows,
+        # made right after the canary's, rather than against a baseline from an earlier, differently
+        # loaded step.
+        shadow_latency = served[CANARY]["shadow_latency_ms"].dropna()
+        if not shadow_latency.empty:
+            values["latency_p95_ms"][1] = float(shadow_latency.quantile(0.95))
     canary = served[CANARY]
     if canary.empty:
         return {k: (v[0], v[1]) for k, v in values.items()}
