@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from tests.browser import chromium
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.xdist_group("docs_site")
@@ -116,16 +116,6 @@ def test_pages_with_diagrams_load_the_sites_own_mermaid_before_the_theme_looks_f
         # Run before DOMContentLoaded, when the theme looks for the global: a plain, classic script.
         assert not {"async", "defer"} & mermaid[0].keys(), f"{name} loads {MERMAID_PATH} async or deferred"
         assert mermaid[0].get("type") in (None, "text/javascript"), f"{name}: {mermaid[0]}"
-
-
-def chromium() -> str:
-    """Debian's chromium; skipped without it only outside CI, where it must be installed."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("chromium is not installed; run `make system-deps` (apt-get install chromium).")
-        pytest.skip("chromium is not installed; `make system-deps` installs it.")
-    return found
 
 
 @pytest.fixture(scope="module")

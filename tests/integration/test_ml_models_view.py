@@ -10,30 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import shutil
 import urllib.error
 import urllib.request
 
 import pytest
 from tools.local_stack import ADMIN_USER
 
+from tests.browser import chromium
+
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("standalone")]
 
 MODEL = "ml_models_view_churn"  # not the demo's churn_classifier
 DRIFT_FROM = dt.date(2026, 1, 21)
 STEPS = (10, 50, 100)
-
-
-def chromium() -> str:
-    """Debian's chromium; skipped without it only outside CI, where it must be installed."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("chromium is not installed; run `make system-deps` (apt-get install chromium).")
-        pytest.skip("chromium is not installed; `make system-deps` installs it.")
-    return found
 
 
 def features_of(day: dt.date):
