@@ -157,6 +157,7 @@ with DAG(
         label_column="churned",
         hyperparameters=HYPERPARAMETERS,
         experiment="churn",
+        id_columns=["customer_id"],  # the feature service's join key: an identifier, not a feature
         retries=2,
         retry_delay=dt.timedelta(seconds=30),
         retry_exponential_backoff=True,

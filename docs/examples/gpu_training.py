@@ -43,6 +43,7 @@ with DAG(
         label_column="churned",
         hyperparameters={"epochs": 20, "hidden": [64, 32]},
         experiment="churn",
+        id_columns=["customer_id"],  # the feature service's join key: an identifier, not a feature
         image="ghcr.io/airflow-provider-mlops/trainer:0.1.0",
         gpus=1,
         node_selector={"nvidia.com/gpu.present": "true"},

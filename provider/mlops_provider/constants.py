@@ -70,7 +70,6 @@ KSERVE_API_VERSION = f"{KSERVE_GROUP}/{KSERVE_VERSION}"
 # -- the evaluation gate's decisions and its evidence (mlops_provider.ml.stats) ---------------------------
 # insufficient_evidence: too few labelled rows or positives to decide; never a promotion.
 GATE_PASS, GATE_FAIL, GATE_INSUFFICIENT = PASS, FAIL, "insufficient_evidence"
-GATE_DECISIONS = (GATE_PASS, GATE_FAIL, GATE_INSUFFICIENT)
 # On the candidate version: the compared metric, labelled rows and positives, the difference (positive:
 # the candidate is better) and its confidence interval, the confidence and the method (delong, bootstrap).
 GATE_METRIC_TAG = f"{GATE_TAG}metric"

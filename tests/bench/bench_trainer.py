@@ -113,7 +113,7 @@ def main() -> None:
     hidden = [int(h) for h in args.hidden.split(",")]
     with tempfile.TemporaryDirectory() as workdir:
         path = build_training_set(Path(workdir), days=args.days, rows_per_day=args.rows_per_day)
-        loaded = data.load(str(path), "churned", "event_timestamp", 0.2)
+        loaded = data.load(str(path), "churned", "event_timestamp", 0.2, ("customer_id",))
     spec = model.fit_preprocessing(loaded.train, loaded.categorical, loaded.numeric, hidden, 0.1)
     train_split = to_tensors(loaded.train, spec, "churned", device)
     validation = to_tensors(loaded.validation, spec, "churned", device)

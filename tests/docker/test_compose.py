@@ -53,7 +53,9 @@ def test_connection_names_match_the_default_conn_ids(compose: dict[str, Any]) ->
     from mlops_provider.operators.training import TrainModelOperator
 
     env = airflow_env(compose)
-    training_default = TrainModelOperator(task_id="t", training_set_uri="x").mlflow_conn_id
+    training_default = TrainModelOperator(
+        task_id="t", training_set_uri="x", label_column="y", experiment="e"
+    ).mlflow_conn_id
     assert training_default == MLflowHook.default_conn_name
     mlflow_conn = json.loads(env[f"AIRFLOW_CONN_{MLflowHook.default_conn_name.upper()}"])
     assert mlflow_conn["conn_type"] == "mlflow"

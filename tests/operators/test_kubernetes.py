@@ -67,6 +67,9 @@ def render(kubeconfig: str, **kwargs: Any) -> dict[str, Any]:
     operator = GPUTrainingOperator(
         task_id="train",
         training_set_uri="s3://mlops/training/2026-01-06.parquet",
+        label_column="churned",
+        experiment="churn",
+        id_columns=["customer_id"],
         hyperparameters={"epochs": 5, "hidden": [64, 32]},
         config_file=kubeconfig,
         **kwargs,
@@ -143,7 +146,11 @@ def test_shm_tmp_and_restricted_security_context(kubeconfig: str) -> None:
 def test_command_is_the_shared_trainer_command(kubeconfig: str) -> None:
     container = trainer_container(render(kubeconfig))
     expected = trainer_command(
-        "s3://mlops/training/2026-01-06.parquet", "churned", {"epochs": 5, "hidden": [64, 32]}
+        "s3://mlops/training/2026-01-06.parquet",
+        label="churned",
+        experiment="churn",
+        hyperparameters={"epochs": 5, "hidden": [64, 32]},
+        id_columns=["customer_id"],
     )
     assert container["command"] == ["python"]
     assert container["args"] == expected
@@ -176,7 +183,9 @@ def test_no_secret_references_when_disabled_and_user_env_kept(kubeconfig: str) -
 
 
 def test_defaults(kubeconfig: str) -> None:
-    operator = GPUTrainingOperator(task_id="train", training_set_uri="s3://b/k.parquet")
+    operator = GPUTrainingOperator(
+        task_id="train", training_set_uri="s3://b/k.parquet", label_column="y", experiment="e"
+    )
     assert operator.image == "ghcr.io/airflow-provider-mlops/trainer:0.1.0"
     assert operator.on_finish_action.value == "delete_succeeded_pod"
     assert operator.do_xcom_push is True

@@ -50,6 +50,8 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
     operator = TrainModelOperator(
         task_id="train",
         training_set_uri=str(training_set),
+        label_column="churned",
+        id_columns=["customer_id"],
         hyperparameters=json.dumps(FAST),
         experiment="local",
     )
@@ -65,7 +67,9 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
 
 
 def test_rejected_training_set_fails_without_retry(training_set: Path, mlflow_conn: Any) -> None:
-    operator = TrainModelOperator(task_id="train", training_set_uri=str(training_set), label_column="nope")
+    operator = TrainModelOperator(
+        task_id="train", training_set_uri=str(training_set), label_column="nope", experiment="local"
+    )
     with pytest.raises(TrainingInputRejected, match="has no column 'nope'") as raised:
         operator.execute(context={})
     assert isinstance(raised.value, TrainingFailed)
@@ -73,7 +77,11 @@ def test_rejected_training_set_fails_without_retry(training_set: Path, mlflow_co
 
 def test_crashing_trainer_fails_the_task_with_its_last_lines(training_set: Path, mlflow_conn: Any) -> None:
     operator = TrainModelOperator(
-        task_id="train", training_set_uri=str(training_set), hyperparameters={"lr": -1.0, "epochs": 1}
+        task_id="train",
+        training_set_uri=str(training_set),
+        label_column="churned",
+        experiment="local",
+        hyperparameters={"lr": -1.0, "epochs": 1},
     )
     with pytest.raises(TrainingFailed, match="exited with code 1") as raised:
         operator.execute(context={})
@@ -82,7 +90,9 @@ def test_crashing_trainer_fails_the_task_with_its_last_lines(training_set: Path,
 
 
 def test_unknown_backend_is_a_configuration_error() -> None:
-    operator = TrainModelOperator(task_id="train", training_set_uri="x.parquet", backend="slurm")
+    operator = TrainModelOperator(
+        task_id="train", training_set_uri="x.parquet", label_column="y", experiment="e", backend="slurm"
+    )
     with pytest.raises(ConfigurationError, match="unknown training backend 'slurm'"):
         operator.execute(context={})
 
@@ -90,7 +100,11 @@ def test_unknown_backend_is_a_configuration_error() -> None:
 def test_missing_mlflow_connection_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
     operator = TrainModelOperator(
-        task_id="train", training_set_uri="x.parquet", mlflow_conn_id="no_such_mlflow"
+        task_id="train",
+        training_set_uri="x.parquet",
+        label_column="y",
+        experiment="e",
+        mlflow_conn_id="no_such_mlflow",
     )
     with pytest.raises(ConfigurationError, match="'no_such_mlflow' is not defined"):
         operator.execute(context={})
@@ -112,6 +126,8 @@ def test_kubernetes_backend_builds_the_pod_with_the_same_command(
         task_id="train",
         backend="kubernetes",
         training_set_uri="s3://mlops/training.parquet",
+        label_column="churned",
+        experiment="churn",
         hyperparameters="{'epochs': 4}",  # how Jinja renders a dict param without native rendering
         kubernetes_kwargs={"config_file": str(kubeconfig), "gpus": 2, "namespace": "ml"},
     )
@@ -121,7 +137,9 @@ def test_kubernetes_backend_builds_the_pod_with_the_same_command(
         pod_operator.build_pod_request_obj({"ti": ti, "run_id": "r", "dag": types.SimpleNamespace()})
     )
     base = pod["spec"]["containers"][0]
-    assert base["args"] == trainer_command("s3://mlops/training.parquet", "churned", {"epochs": 4}, "churn")
+    assert base["args"] == trainer_command(
+        "s3://mlops/training.parquet", label="churned", experiment="churn", hyperparameters={"epochs": 4}
+    )
     assert base["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert pod["metadata"]["namespace"] == "ml"
 
@@ -133,6 +151,7 @@ def test_template_fields_cover_every_user_string() -> None:
         "label_column",
         "hyperparameters",
         "experiment",
+        "id_columns",
         "mlflow_conn_id",
         "kubernetes_kwargs",
     }

@@ -31,7 +31,8 @@ def run_trainer(
         "MLOPS_XCOM_DIR": str(xcom_dir or "/nonexistent"),
     }
     argv = [sys.executable, "-m", "mlops_provider.trainer", "--training-set", str(training_set)]
-    argv += ["--experiment", experiment, *extra]
+    # The example data's label and key; a case may repeat a flag to override it (argparse keeps the last).
+    argv += ["--experiment", experiment, "--label", "churned", "--id-columns", "customer_id", *extra]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
 
 

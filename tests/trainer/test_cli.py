@@ -80,7 +80,7 @@ def test_failure_inside_the_run_marks_it_failed(training_set: Path, mlflow_serve
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    return parser().parse_args(["--training-set", "x.parquet", *argv])
+    return parser().parse_args(["--training-set", "x.parquet", "--label", "y", "--experiment", "e", *argv])
 
 
 def test_hyperparameters_are_defaults_then_json_then_single_flags() -> None:

@@ -12,7 +12,13 @@ from mlops_provider.trainer.command import as_dict, trainer_command
 
 
 def test_the_command_runs_the_trainer_module_with_one_flag_per_setting() -> None:
-    argv = trainer_command("s3://lake/train.parquet", "churned", {"lr": 0.01, "epochs": 4}, "churn")
+    argv = trainer_command(
+        "s3://lake/train.parquet",
+        label="churned",
+        experiment="churn",
+        hyperparameters={"lr": 0.01, "epochs": 4},
+        id_columns=["customer_id", "region"],
+    )
     assert argv == [
         "-m",
         "mlops_provider.trainer",
@@ -24,32 +30,59 @@ def test_the_command_runs_the_trainer_module_with_one_flag_per_setting() -> None
         "churn",
         "--hyperparameters",
         '{"epochs": 4, "lr": 0.01}',
+        "--id-columns",
+        "customer_id,region",
     ]
-    assert trainer_command("x.parquet") == [
+    assert trainer_command("x.parquet", label="y", experiment="e") == [
         "-m",
         "mlops_provider.trainer",
         "--training-set",
         "x.parquet",
         "--label",
-        "churned",
+        "y",
         "--experiment",
-        "churn",
+        "e",
         "--hyperparameters",
         "{}",
+        "--id-columns",
+        "",
     ]
 
 
+def test_id_columns_rendered_by_a_template_give_the_same_command() -> None:
+    as_list = trainer_command("x", label="y", experiment="e", id_columns=["a", "b"])
+    assert trainer_command("x", label="y", experiment="e", id_columns='["a", "b"]') == as_list
+    assert trainer_command("x", label="y", experiment="e", id_columns="['a', 'b']") == as_list
+    assert trainer_command("x", label="y", experiment="e", id_columns="a, b") == as_list
+
+
 def test_the_same_hyperparameters_give_the_same_command_however_they_were_rendered() -> None:
-    as_object = trainer_command("x", hyperparameters={"hidden": [8, 4], "epochs": 3})
-    assert trainer_command("x", hyperparameters='{"epochs": 3, "hidden": [8, 4]}') == as_object
-    assert trainer_command("x", hyperparameters="{'epochs': 3, 'hidden': [8, 4]}") == as_object
+    run = {"label": "y", "experiment": "e"}
+    as_object = trainer_command("x", hyperparameters={"hidden": [8, 4], "epochs": 3}, **run)
+    assert trainer_command("x", hyperparameters='{"epochs": 3, "hidden": [8, 4]}', **run) == as_object
+    assert trainer_command("x", hyperparameters="{'epochs': 3, 'hidden': [8, 4]}", **run) == as_object
 
 
 def test_the_trainer_parses_the_command_it_is_given() -> None:
-    argv = trainer_command("s3://lake/t.parquet", "label", {"epochs": 2}, "exp")
+    argv = trainer_command(
+        "s3://lake/t.parquet",
+        label="label",
+        experiment="exp",
+        hyperparameters={"epochs": 2},
+        id_columns=["k"],
+    )
     args = parser().parse_args(argv[2:])  # after "-m mlops_provider.trainer"
     assert (args.training_set, args.label, args.experiment) == ("s3://lake/t.parquet", "label", "exp")
+    assert args.id_columns == "k"
     assert json.loads(args.hyperparameters) == {"epochs": 2}
+
+
+def test_the_trainer_assumes_no_dataset_label_or_key() -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--training-set", "t.parquet", "--experiment", "e"])  # no --label
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--training-set", "t.parquet", "--label", "y"])  # no --experiment
+    assert parser().parse_args(["--training-set", "t", "--label", "y", "--experiment", "e"]).id_columns == ""
 
 
 def test_rendered_hyperparameters_are_parsed() -> None:

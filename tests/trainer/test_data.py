@@ -12,6 +12,8 @@ import pytest
 from mlops_provider.trainer.data import TrainingDataError, fetch, load, split_by_time
 from tests.training_data import build_training_set
 
+KEYS = ("customer_id",)  # the example data's entity key: an identifier, not a feature
+
 DAYS, ROWS = 6, 100
 
 
@@ -30,7 +32,7 @@ def _save(frame: pd.DataFrame, directory: Path, name: str = "set") -> str:
 def test_a_good_set_is_checked_typed_and_split_by_time(good: pd.DataFrame, tmp_path: Path) -> None:
     uri = _save(good.assign(label_timestamp=good["event_timestamp"] + pd.Timedelta(days=2)), tmp_path)
 
-    data = load(uri, "churned", "event_timestamp", 0.25)
+    data = load(uri, "churned", "event_timestamp", 0.25, KEYS)
 
     assert len(data.train) + len(data.validation) == (DAYS - 2) * ROWS - 7  # null labels dropped
     assert data.train["event_timestamp"].max() < data.validation["event_timestamp"].min()
@@ -46,7 +48,7 @@ def test_a_good_set_is_checked_typed_and_split_by_time(good: pd.DataFrame, tmp_p
     assert data.features == [*data.categorical, *data.numeric] and data.label == "churned"
     assert data.train["churned"].dtype == "int64" and set(data.train["churned"]) == {0, 1}
     assert data.fingerprint == f"{uri}@sha256:{hashlib.sha256(Path(uri).read_bytes()).hexdigest()}"
-    file_uri = load(f"file://{uri}", "churned", "event_timestamp", 0.25)
+    file_uri = load(f"file://{uri}", "churned", "event_timestamp", 0.25, KEYS)
     assert file_uri.fingerprint.startswith(f"file://{uri}@sha256:") and len(file_uri.train) == len(data.train)
 
 
@@ -105,7 +107,7 @@ def test_bad_sets_are_refused_naming_the_problem(
     }[case]
     uri = _save(frame, tmp_path, case)
     with pytest.raises(TrainingDataError) as err:
-        load(uri, "churned", "event_timestamp", 0.2)
+        load(uri, "churned", "event_timestamp", 0.2, KEYS)
     assert str(err.value).startswith(f"training set {uri}")
     assert message in str(err.value)
 

@@ -26,7 +26,9 @@ def test_help_lists_every_flag_and_exits_zero() -> None:
 def test_exit_codes_pass_through(tmp_path: Path) -> None:
     usage = trainer()
     assert usage.returncode == 2 and "the following arguments are required: --training-set" in usage.stderr
-    refused = trainer("--training-set", str(tmp_path / "absent.parquet"))
+    refused = trainer(
+        "--training-set", str(tmp_path / "absent.parquet"), "--label", "churned", "--experiment", "e"
+    )
     assert refused.returncode == EXIT_BAD_INPUT
     assert "refusing to train: training set" in refused.stderr and "does not exist" in refused.stderr
     assert RESULT_MARKER not in refused.stdout

@@ -17,6 +17,8 @@ from mlops_provider.trainer.model import fit_preprocessing
 from mlops_provider.trainer.run import REFERENCE_SAMPLE_ROWS, to_tensors
 from tests.trainer.conftest import FAST, NULL_LABELS, XDIST_GROUP
 
+KEYS = ("customer_id",)  # the example data's entity key: an identifier, not a feature
+
 pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
 
 
@@ -76,7 +78,7 @@ def test_the_reference_sample_holds_the_training_features(
         tracking_uri=mlflow_server.tracking_uri,
     )
     sample = pd.read_parquet(path)
-    data = load(str(training_set), "churned", "event_timestamp", 0.2)
+    data = load(str(training_set), "churned", "event_timestamp", 0.2, KEYS)
     assert list(sample.columns) == data.features  # features only: no id, timestamp or label
     assert len(sample) == min(len(data.train), REFERENCE_SAMPLE_ROWS)
     assert set(sample["plan"].dropna()) <= set(data.train["plan"].dropna())
@@ -85,7 +87,7 @@ def test_the_reference_sample_holds_the_training_features(
 def test_to_tensors_encodes_features_and_labels_on_the_device(training_set: Path) -> None:
     import torch
 
-    data = load(str(training_set), "churned", "event_timestamp", 0.2)
+    data = load(str(training_set), "churned", "event_timestamp", 0.2, KEYS)
     spec = fit_preprocessing(data.train, data.categorical, data.numeric, [8], 0.0)
     tensors = to_tensors(data.validation, spec, "churned", torch.device("cpu"))
     assert len(tensors) == len(data.validation)

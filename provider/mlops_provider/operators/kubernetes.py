@@ -60,6 +60,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
     :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
     :param hyperparameters: merged over the trainer's defaults. (templated)
     :param experiment: MLflow experiment name. (templated)
+    :param id_columns: entity keys and other bookkeeping columns that are not features; default none.
+        (templated)
     :param image: trainer image. (templated)
     :param gpus: GPUs to request (0 runs on CPU nodes).
     :param gpu_resource: extended resource name of the GPU device plugin.
@@ -85,6 +87,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         "label_column",
         "hyperparameters",
         "experiment",
+        "id_columns",
         "mlflow_conn_id",
         "tracking_uri",
     )
@@ -93,9 +96,10 @@ class GPUTrainingOperator(KubernetesPodOperator):
         self,
         *,
         training_set_uri: str,
-        label_column: str = "churned",
+        label_column: str,
+        experiment: str,
         hyperparameters: dict[str, Any] | None = None,
-        experiment: str = "churn",
+        id_columns: list[str] | str | None = None,
         image: str = DEFAULT_IMAGE,
         gpus: int = 1,
         gpu_resource: str = "nvidia.com/gpu",
@@ -166,6 +170,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         self.label_column = label_column
         self.hyperparameters = hyperparameters
         self.experiment = experiment
+        self.id_columns = id_columns
         self.gpus = gpus
         self.mlflow_conn_id = mlflow_conn_id
         self.tracking_uri = tracking_uri
@@ -175,7 +180,11 @@ class GPUTrainingOperator(KubernetesPodOperator):
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
         """Add the trainer's arguments and MLflow environment, then let KPO build the pod."""
         self.arguments = trainer_command(
-            self.training_set_uri, self.label_column, self.hyperparameters, self.experiment
+            self.training_set_uri,
+            label=self.label_column,
+            experiment=self.experiment,
+            hyperparameters=self.hyperparameters,
+            id_columns=self.id_columns,
         )
         # KPO converts self.env_vars in place, so rebuild from the user's list on every call.
         self.env_vars = [*_as_env_list(self._user_env_vars), *self._trainer_env()]

@@ -45,6 +45,8 @@ class TrainModelOperator(BaseOperator):
     :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
     :param hyperparameters: merged over the trainer's defaults; see docs/training.md. (templated)
     :param experiment: MLflow experiment name. (templated)
+    :param id_columns: entity keys and other bookkeeping columns of the training set that are not
+        features, e.g. the feature service's join keys; default none. (templated)
     :param mlflow_conn_id: MLflow connection; host = tracking URI. (templated)
     :param kubernetes_kwargs: extra GPUTrainingOperator arguments (image, gpus, namespace...). (templated)
     :return: ``{"run_id", "model_uri", "metrics"}`` from the trainer.
@@ -58,6 +60,7 @@ class TrainModelOperator(BaseOperator):
         "label_column",
         "hyperparameters",
         "experiment",
+        "id_columns",
         "mlflow_conn_id",
         "kubernetes_kwargs",
     )
@@ -67,10 +70,11 @@ class TrainModelOperator(BaseOperator):
         self,
         *,
         training_set_uri: str,
+        label_column: str,
+        experiment: str,
         backend: str = "local",
-        label_column: str = "churned",
         hyperparameters: dict[str, Any] | str | None = None,
-        experiment: str = "churn",
+        id_columns: list[str] | str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         kubernetes_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -81,6 +85,7 @@ class TrainModelOperator(BaseOperator):
         self.label_column = label_column
         self.hyperparameters = hyperparameters
         self.experiment = experiment
+        self.id_columns = id_columns
         self.mlflow_conn_id = mlflow_conn_id
         self.kubernetes_kwargs = kubernetes_kwargs
         self._process: subprocess.Popen[str] | None = None
@@ -112,6 +117,7 @@ class TrainModelOperator(BaseOperator):
             label_column=self.label_column,
             hyperparameters=as_dict(self.hyperparameters),
             experiment=self.experiment,
+            id_columns=self.id_columns,
             mlflow_conn_id=self.mlflow_conn_id,
             **as_dict(self.kubernetes_kwargs),
         )
@@ -119,7 +125,13 @@ class TrainModelOperator(BaseOperator):
     def _run_local(self) -> dict[str, Any]:
         argv = [
             sys.executable,
-            *trainer_command(self.training_set_uri, self.label_column, self.hyperparameters, self.experiment),
+            *trainer_command(
+                self.training_set_uri,
+                label=self.label_column,
+                experiment=self.experiment,
+                hyperparameters=self.hyperparameters,
+                id_columns=self.id_columns,
+            ),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **MLflowHook(self.mlflow_conn_id).process_env()}
         self.log.info("Running the trainer locally: %s", " ".join(argv))

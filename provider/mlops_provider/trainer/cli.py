@@ -42,10 +42,14 @@ class BadHyperparameters(ValueError):
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="python -m mlops_provider.trainer", description=__doc__)
     cli.add_argument("--training-set", required=True, help="parquet file or directory, local or s3://")
-    cli.add_argument("--label", default="churned", help="binary 0/1 label column")
+    cli.add_argument("--label", required=True, help="binary 0/1 label column")
     cli.add_argument("--timestamp-column", default="event_timestamp", help="splits train/validation by time")
-    cli.add_argument("--experiment", default="churn", help="MLflow experiment name")
-    cli.add_argument("--id-columns", default="customer_id", help="comma-separated keys that are not features")
+    cli.add_argument("--experiment", required=True, help="MLflow experiment name")
+    cli.add_argument(
+        "--id-columns",
+        default="",
+        help="comma-separated entity keys and other bookkeeping columns that are not features (default none)",
+    )
     cli.add_argument("--hyperparameters", default="{}", help="JSON object merged over the defaults")
     for name, value in DEFAULT_HYPERPARAMETERS.items():
         kind = str if isinstance(value, list) else type(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from mlops_provider.exceptions import ConfigurationError
@@ -15,9 +16,11 @@ from mlops_provider.exceptions import ConfigurationError
 
 def trainer_command(
     training_set_uri: str,
-    label: str = "churned",
+    *,
+    label: str,
+    experiment: str,
     hyperparameters: dict[str, Any] | str | None = None,
-    experiment: str = "churn",
+    id_columns: Sequence[str] | str | None = None,
 ) -> list[str]:
     """Return the trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
 
@@ -27,6 +30,8 @@ def trainer_command(
     :param label: binary label column.
     :param hyperparameters: dict (or its JSON / Python-literal rendering) merged over the defaults.
     :param experiment: MLflow experiment name.
+    :param id_columns: entity keys and other bookkeeping columns that are not features (a list, or its
+        comma-separated or JSON rendering by a template).
     """
     # Flag and value on one line each, as a reader of the pod spec sees them.
     return [
@@ -35,7 +40,24 @@ def trainer_command(
         *("--label", label),
         *("--experiment", experiment),
         *("--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True)),
+        *("--id-columns", ",".join(as_columns(id_columns))),
     ]
+
+
+def as_columns(value: Sequence[str] | str | None) -> list[str]:
+    """Column names from a list, or a template's rendering of one (JSON, Python literal or comma-separated)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                parsed = ast.literal_eval(text)
+            return [str(c) for c in parsed]
+        return [c.strip() for c in text.split(",") if c.strip()]
+    return [str(c) for c in value]
 
 
 def as_dict(value: dict[str, Any] | str | None) -> dict[str, Any]:

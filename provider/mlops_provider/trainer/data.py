@@ -16,7 +16,6 @@ import pandas as pd
 from mlops_provider.ml.lineage import data_fingerprint
 
 # Bookkeeping columns of a Feast training set that are keys, not signals.
-DEFAULT_ID_COLUMNS = ("customer_id",)
 
 
 class TrainingDataError(ValueError):
@@ -69,7 +68,7 @@ def load(
     label: str,
     timestamp_column: str,
     val_fraction: float,
-    id_columns: tuple[str, ...] = DEFAULT_ID_COLUMNS,
+    id_columns: tuple[str, ...] = (),
 ) -> TrainingSet:
     """Read, check and split a parquet training set.
 
