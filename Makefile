@@ -12,6 +12,7 @@ PYTEST_WORKERS ?= 2
 
 help:
 	@echo "make demo   set up .venv and run the ML pipeline under a real Airflow scheduler (see README)"
+	@echo "            SCENARIO=worse-challenger adds a worse model that the gate stops"
 	@echo "make test   set up .venv and run every test (unit, dag.test(), real servers)"
 	@echo "make bench  run the benchmarks and rewrite docs/benchmarks.md"
 	@echo "make docs   build the docs site into site/ (mkdocs build --strict)"
@@ -55,8 +56,9 @@ lint: install
 test: install system-deps lint docs
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
+# make demo SCENARIO=worse-challenger: the same story, then a worse model that the gate stops.
 demo: install
-	$(BIN)/python -m tools.demo up
+	$(BIN)/python -m tools.demo up $(if $(SCENARIO),--scenario $(SCENARIO))
 
 down:
 	@test -x $(BIN)/python && $(BIN)/python -m tools.demo down || true

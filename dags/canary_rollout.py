@@ -6,7 +6,8 @@ Runs whenever the training pipeline's gate sets the `challenger` alias of `churn
 and takes a growing share of traffic: **5 %, 25 %, 50 %, then 100 %**. After every step the
 analysis polls its metrics every `interval_seconds` and compares the canary with the `champion`:
 
-- `batch` backend (default): each step replays the newest held-out day (features and labels) through
+- `batch` backend (default): each step replays the canary version's own held-out evaluation set
+  (the rows its gate scored, which neither model trained on; the `mlops.eval_set_uri` tag) through
   both models with the step's split, by a stable hash of `customer_id`, and writes a prediction log
   under `{data_root}/predictions/rollouts/`; each poll judges its own slice of that log (new customers,
   never an earlier poll's). Checks: error rate ≤ 1 %, p95 latency within 50 ms of the champion's,
@@ -33,7 +34,7 @@ it.
 **Trigger**: `airflow dags trigger canary_rollout --conf '{"interval_seconds": 5, "checks_per_step": 2}'`.
 Conf keys: `version` (default the `challenger` alias), `backend` (`batch` | `kserve`),
 `interval_seconds`, `checks_per_step`, `failure_threshold`, `traffic_uri` (batch: parquet file or glob
-of entity rows, default the newest held-out day), `kserve_service`, `kserve_namespace`.
+of entity rows, default the version's held-out evaluation set), `kserve_service`, `kserve_namespace`.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ STRATEGY = (
     " 'checks_per_step': (params.checks_per_step or var.value.get('mlops_canary_checks_per_step', 3)) | int,"
     " 'failure_threshold': params.failure_threshold} | tojson }}"
 )
+# batch: without traffic_uri, each version's own held-out evaluation set (its mlops.eval_set_uri tag):
+# rows neither model trained on.
 BACKEND_CONFIG = (
-    "{{ ({'traffic_uri': params.traffic_uri or (var.value.get('mlops_data_root', '/tmp/mlops-data')"
-    " ~ '/eval_sets/churn_model_v1/date=*/eval_set.parquet'),"
-    " 'log_root': var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/predictions',"
-    " 'label_column': 'churned'} if params.backend == 'batch' else"
+    "{{ (dict({'log_root': var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/predictions',"
+    " 'label_column': 'churned', 'entity_column': 'customer_id'},"
+    " **({'traffic_uri': params.traffic_uri} if params.traffic_uri else {}))"
+    " if params.backend == 'batch' else"
     " {'service': params.kserve_service, 'namespace': params.kserve_namespace}) | tojson }}"
 )
 VERSION = "{{ ti.xcom_pull(task_ids='start')['version'] }}"
@@ -107,7 +110,7 @@ with DAG(
             None,
             type=["null", "string"],
             description="batch: parquet file or glob of rows replayed each step. "
-            "Empty: the newest held-out day.",
+            "Empty: the version's held-out evaluation set.",
         ),
         "kserve_service": Param(
             "churn-classifier", type="string", description="kserve: InferenceService name."

@@ -1,11 +1,17 @@
 """
-### Drift monitor: the day's features vs the champion's training data → `drift_churn_classifier` Asset
+### Drift monitor: each announced day's features vs the champion's training data → `drift_churn_classifier` Asset
 
-Runs after every feature pipeline run (it schedules on the `feast_churn_customer_activity` Asset, for
-the newest day materialization announced), or on demand.
+Runs after feature pipeline runs (it schedules on the `feast_churn_customer_activity` Asset), or on
+demand. One run may stand for several days: while a run is active, further materializations (e.g. a
+backfill) queue their Asset events, and Airflow starts one run with all of them. The run tests
+**every** day those events announce (`partition_days()`: each window's last day and every earlier day
+it covers whole), one mapped `detect` → `drift_event` pair per day; a conf `day` or a manual run tests
+exactly one day.
 
 1. **validate_conf**: refuses a run whose conf has an unknown key;
-2. **detect**: compares the day's validated partition
+2. **days**: lists the run's days, oldest first, each with its partition; the tasks below are mapped
+   over them (map index 0 is the oldest day);
+3. **detect** (per day): compares the day's validated partition
    (`{data_root}/staging/customer_activity/date=YYYY-MM-DD/part-00000.parquet`) with the reference
    sample that the trainer logged with the `champion` of `churn_classifier`. Numeric features get PSI
    and Kolmogorov-Smirnov, categorical ones Jensen-Shannon and chi-squared; a feature drifts when both
@@ -13,12 +19,15 @@ the newest day materialization announced), or on demand.
    `drift_share` of the features drift. The result is an MLflow run in the `mlops-drift` experiment
    with `drift_report.html` and `drift_report.json`, and the summary is the task's XCom. Skipped while
    there is no champion yet. A re-run for the same data and champion reuses the run;
-3. **drift_event**: when the dataset drifted, updates the `drift_churn_classifier` Asset (its extra
-   names the day, the champion version, the drifted features and the drift run), which starts the
-   `training_pipeline`; skipped otherwise.
+4. **drift_event** (per day): when that day's dataset drifted, updates the `drift_churn_classifier`
+   Asset, a drift alarm that the `training_pipeline` reads to decide when to retrain; skipped
+   otherwise. Each drifted day is its own Asset event, so a consumer sees one window per drifted day,
+   never a span that includes quiet days. Its extra: `{"day": "YYYY-MM-DD", "start": <the day's
+   00:00 UTC, ISO>, "end": <the next day's 00:00 UTC, ISO, exclusive>, "model_version",
+   "drift_share", "drifted_features": [...], "drift_run_id"}`.
 
 **Trigger**: `airflow dags trigger drift_monitor --conf '{"day": "2026-01-04", "drift_share": 0.5}'`.
-Conf keys: `day` (default the run's day), `alias` (the reference model, default `champion`),
+Conf keys: `day` (default the run's days), `alias` (the reference model, default `champion`),
 `drift_share`, `thresholds` (per-feature overrides, e.g. `{"spend_30d": {"psi": 0.4}, "*": {"p_value": 0.01}}`).
 """
 
@@ -26,12 +35,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, task, task_group
 
 from mlops_provider.assets import drift_asset, feature_view_asset
 from mlops_provider.operators.drift import DriftDetectOperator
 from mlops_provider.operators.run_conf import ValidateRunConfOperator
-from mlops_provider.partitions import PARTITION_MACROS
+from mlops_provider.partitions import PARTITION_MACROS, day_window, partition_days
 
 MODEL_NAME = "churn_classifier"
 FEATURE_VIEW = "customer_activity"
@@ -52,7 +61,7 @@ with DAG(
             None,
             type=["null", "string"],
             format="date",
-            description="Day whose features to test, YYYY-MM-DD. Empty: the run's day.",
+            description="Day whose features to test, YYYY-MM-DD. Empty: the run's days.",
         ),
         "alias": Param(
             "champion",
@@ -80,30 +89,20 @@ with DAG(
 ) as dag:
     validate_conf = ValidateRunConfOperator(task_id="validate_conf")
 
-    # --8<-- [start:drift_detect]
-    detect = DriftDetectOperator(
-        task_id="detect",
-        name=MODEL_NAME,
-        alias="{{ params.alias }}",
-        current_uri=f"{DATA_ROOT}/staging/{FEATURE_VIEW}/date={{{{ partition_day() }}}}/part-00000.parquet",
-        thresholds="{{ params.thresholds | tojson }}",
-        drift_share="{{ params.drift_share }}",
-        on_missing_reference="skip",  # no champion yet: nothing to compare with
-    )
-    # --8<-- [end:drift_detect]
-
     @task(task_id="drift_event", outlets=[DRIFT_DETECTED])
-    def drift_event(summary: dict, start: str, end: str, **context) -> dict:
-        """Announce the drift (the Asset event starts retraining); skip when the dataset did not drift."""
+    def drift_event(summary: dict, day: str, **context) -> dict:
+        """Announce one drifted day (a drift alarm for retraining); skip when it did not drift."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         if not summary["dataset_drift"]:
             raise AirflowSkipException(
-                f"No dataset drift (share {summary['drift_share']:.2f}); nothing to announce."
+                f"No dataset drift on {day} (share {summary['drift_share']:.2f}); nothing to announce."
             )
+        start, end = day_window(day)
         extra = {
+            "day": day,
             "start": start,
-            "end": end,  # the training DAG reads the day from the newest window end
+            "end": end,  # one day's window: consumers read the day from it, as for materializations
             "model_version": summary["model_version"],
             "drift_share": summary["drift_share"],
             "drifted_features": summary["drifted_features"],
@@ -112,5 +111,30 @@ with DAG(
         context["outlet_events"][DRIFT_DETECTED].extra = extra
         return extra
 
-    validate_conf >> detect
-    drift_event(detect.output, start="{{ partition_start() }}", end="{{ partition_end() }}")
+    # --8<-- [start:drift_detect]
+    @task(task_id="days")
+    def days(data_root: str, **context) -> list[dict[str, str]]:
+        """Every day the run announces, oldest first, with the staged partition that `detect` tests."""
+        return [
+            {"day": day, "current_uri": f"{data_root}/staging/{FEATURE_VIEW}/date={day}/part-00000.parquet"}
+            for day in partition_days(context)
+        ]
+
+    @task_group(group_id="each_day", prefix_group_id=False)
+    def each_day(day: str, current_uri: str) -> None:
+        """One day: test its partition, and announce it when it drifted."""
+        detect = DriftDetectOperator(
+            task_id="detect",
+            name=MODEL_NAME,
+            alias="{{ params.alias }}",
+            current_uri=current_uri,
+            thresholds="{{ params.thresholds | tojson }}",
+            drift_share="{{ params.drift_share }}",
+            on_missing_reference="skip",  # no champion yet: nothing to compare with
+        )
+        # --8<-- [end:drift_detect]
+        drift_event(detect.output, day=day)
+
+    announced = days(data_root=DATA_ROOT)
+    validate_conf >> announced
+    each_day.expand_kwargs(announced)  # one detect → drift_event per day

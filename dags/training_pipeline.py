@@ -1,40 +1,46 @@
 """
-### Training pipeline: training set → train (local or Kubernetes GPU) → register → gate
+### Training pipeline: newly landed labels → windows → training set → train → register → gate
 
-Runs whenever the feature pipeline updates the `feast_churn_customer_activity` Asset **or** the drift
-monitor updates the `drift_churn_classifier` Asset (an Airflow 3 Asset expression; for the newest day
-either announced), or on demand. It starts paused: unpause it once the features have a few days of
-history.
+Runs whenever the label pipeline announces newly labelled days (the `labels_churn_labels` Asset; for
+the newest day announced), or on demand. It starts paused: unpause it once labels have landed.
 
 0. **validate_conf**: refuses a run whose conf has an unknown key;
-
-1. **training_set**: joins every churn label that has landed with the features of the snapshot each
-   label refers to (Feast historical retrieval, point-in-time correct) and writes one parquet file per
-   day under `{data_root}/training_sets/churn_model_v1/`; it updates the `training_set_churn_model_v1` Asset;
-2. **train**: runs the reference trainer (`python -m mlops_provider.trainer`), either as a subprocess on
+1. **decide**: plans the windows for the newest labelled day S (docs/evaluation.md): the
+   **evaluation window** is the newest `evaluation_days` labelled days, the **training window** the
+   `training_days` before it; bounded, disjoint, the same whenever day S is re-run, and tagged on the
+   version. It trains when there is no champion yet, or (`retrain_policy = drift`, the default) once
+   labels cover a drift alarm raised against the champion (the `drift_churn_classifier` Asset): the
+   training window then starts at the drift, since the data before it teaches the old relation.
+   `retrain_policy = always` trains on every new labelled day. Otherwise it is skipped, and so is
+   everything after it, with the reason in its log;
+2. **training_set** / **eval_set**: join each window's labels (`{data_root}/labels/churn_labels/date=*`,
+   published by the label pipeline) with the features of the snapshot each label refers to (Feast
+   historical retrieval, point-in-time correct) and write one parquet file each; no row of the
+   evaluation set is in the training set;
+3. **train**: runs the reference trainer (`python -m mlops_provider.trainer`), either as a subprocess on
    the worker (`training_backend = local`, the default) or in a GPU pod through the
-   KubernetesPodOperator (`kubernetes`). Same command, same result: `{"run_id", "model_uri", "metrics"}`
-   logged to MLflow. Retried with exponential backoff; bad data fails at once.
-   Before that, **find_existing** looks for a registered version trained on the same data fingerprint,
-   code version and hyperparameters; if there is one, training is skipped and that version is reused
-   (no GPU hours on re-runs or no-change days), and the decision is in the task log;
-3. **register**: registers the run's model as a version of `churn_classifier` with lineage tags (DAG run,
-   data interval, feature service, training-set URI and fingerprint, GX validation, code version);
-   idempotent: a retried or re-run task returns the version it created before;
-4. **wait_ready**: waits until the version is READY;
-5. **gate**: scores the new version and the current `champion` on the same held-out rows (the latest
-   labelled day, from Feast) and passes when the confidence interval of the ROC AUC difference (DeLong)
+   KubernetesPodOperator (`kubernetes`). It early-stops on the last slice of the training window, never on
+   the evaluation window. Before that, **find_existing** looks for a registered version trained on the
+   same data content, code version and hyperparameters; if there is one, training is skipped and that
+   version is reused;
+4. **register**: registers the run's model as a version of `churn_classifier` with lineage tags (DAG run,
+   windows, feature service, training and evaluation sets, fingerprint, code version); idempotent;
+5. **wait_ready**: waits until the version is READY;
+6. **gate**: scores the new version and the current `champion` on the same held-out rows (the
+   evaluation window) and passes when the confidence interval of the ROC AUC difference (DeLong)
    shows the new version is not worse beyond the tolerance; too few labelled rows or positives decide
-   `insufficient_evidence`, never a promotion (docs/evaluation.md). On pass the `challenger` alias
-   moves to the new version; otherwise aliases stay and the decision, interval and n are tagged on the
-   version. The first model needs the absolute thresholds and the minimum evidence;
-6. **challenger_set**: on pass, updates the `model_churn_classifier_challenger` Asset, which starts the
-   `canary_rollout` DAG.
+   `insufficient_evidence`, never a promotion. On pass the `challenger` alias moves to the new version;
+   the decision, interval and n are tagged on the version. The first model needs the absolute
+   thresholds and the minimum evidence;
+7. **challenger_set**: on pass, updates the `model_churn_classifier_challenger` Asset (once per gate
+   decision), which starts the `canary_rollout` DAG.
 
-**Trigger**: `airflow dags trigger training_pipeline --conf '{"hyperparameters": {"epochs": 5}}'`.
-Conf keys: `day` (which training set to build, default the run's day), `training_backend`
-(`local` | `kubernetes`, default the `mlops_training_backend` Variable, else `local`), `hyperparameters`
-(passed to the trainer; unknown names are refused), `landing_path`.
+**Trigger**: `airflow dags trigger training_pipeline --conf '{"day": "2026-01-06", "retrain_policy": "always"}'`.
+Conf keys: `day` (the newest labelled snapshot day, default the announced one), `training_days`,
+`evaluation_days` and `retrain_policy` (defaults: the `mlops_training_days`, `mlops_evaluation_days` and
+`mlops_retrain_policy` Variables, else 28, 1 and `drift`), `training_backend` (`local` | `kubernetes`,
+default the `mlops_training_backend` Variable, else `local`), `hyperparameters` (passed to the trainer;
+unknown names are refused).
 """
 
 from __future__ import annotations
@@ -43,13 +49,14 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from mlops_provider.assets import drift_asset, feature_view_asset, model_alias_asset, training_set_asset
+from mlops_provider.assets import drift_asset, labels_asset, model_alias_asset, training_set_asset
 from mlops_provider.operators.feast import FeastHistoricalFeaturesOperator
 from mlops_provider.operators.mlflow import (
     MLflowEvaluateGateOperator,
     MLflowFindModelVersionOperator,
     MLflowRegisterModelOperator,
 )
+from mlops_provider.operators.retrain import RetrainDecisionOperator
 from mlops_provider.operators.run_conf import ValidateRunConfOperator
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.partitions import PARTITION_MACROS
@@ -69,15 +76,16 @@ GATE_THRESHOLDS = {
 # The model's run: the one just trained, or the registered one reused when nothing changed.
 MODEL_RUN_ID = "{{ (ti.xcom_pull(task_ids='train') or {}).get('run_id') or ti.xcom_pull(task_ids='find_existing')['run_id'] }}"
 DATA_ROOT = "{{ var.value.get('mlops_data_root', '/tmp/mlops-data') }}"
-LANDING = "{{ params.landing_path or (var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/landing') }}"
+LABELS = DATA_ROOT + "/labels/churn_labels/date={day}/part-00000.parquet"
 BACKEND = "{{ params.training_backend or var.value.get('mlops_training_backend', 'local') }}"
 # --8<-- [end:constants]
 
 with DAG(
     dag_id="training_pipeline",
     description="Build a point-in-time training set from Feast and train the churn model.",
-    # Airflow 3 Asset expression: new features, or drift found against the champion's training data.
-    schedule=feature_view_asset("churn", "customer_activity") | drift_asset(MODEL_NAME),
+    # Newly labelled days: a model can only be trained and judged where labels exist. Drift alarms are
+    # read by `decide` (an inlet), and act once labels cover them.
+    schedule=[labels_asset("churn_labels")],
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -90,7 +98,27 @@ with DAG(
             None,
             type=["null", "string"],
             format="date",
-            description="Day whose training set to build, YYYY-MM-DD. Empty: the run's day.",
+            description="Newest labelled snapshot day, YYYY-MM-DD. Empty: the newest day the labels announced.",
+        ),
+        "training_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Training window in labelled days. Empty: the mlops_training_days Variable, else 28.",
+        ),
+        "evaluation_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Evaluation window (held out, never trained on) in labelled days. Empty: the "
+            "mlops_evaluation_days Variable, else 1.",
+        ),
+        "retrain_policy": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "drift", "always"],
+            description="drift: train when there is no champion, or once labels cover a drift alarm; always: "
+            "on every labelled day. Empty: the mlops_retrain_policy Variable, else drift.",
         ),
         "training_backend": Param(
             None,
@@ -104,22 +132,30 @@ with DAG(
             description="Trainer hyperparameters: epochs, lr, batch_size, hidden, dropout, patience, seed, "
             "val_fraction, weight_decay.",
         ),
-        "landing_path": Param(
-            None,
-            type=["null", "string"],
-            description="Landing root holding churn_labels/. Empty: mlops_data_root/landing.",
-        ),
     },
     tags=["mlops", "training", "feast", "mlflow", "kubernetes"],
     doc_md=__doc__,
 ) as dag:
     validate_conf = ValidateRunConfOperator(task_id="validate_conf")
 
+    # --8<-- [start:decide]
+    decide = RetrainDecisionOperator(
+        task_id="decide",
+        name=MODEL_NAME,
+        newest_labelled_day="{{ partition_day() }}",
+        label_partition_uri=LABELS,
+        training_days="{{ params.training_days or var.value.get('mlops_training_days', 28) }}",
+        evaluation_days="{{ params.evaluation_days or var.value.get('mlops_evaluation_days', 1) }}",
+        policy="{{ params.retrain_policy or var.value.get('mlops_retrain_policy', 'drift') }}",
+        drift_asset=drift_asset(MODEL_NAME),
+    )
+    # --8<-- [end:decide]
+
     # --8<-- [start:training_set]
     training_set = FeastHistoricalFeaturesOperator(
         task_id="training_set",
         feature_service=FEATURE_SERVICE,
-        entity_df=f"{LANDING}/churn_labels/date=*/part-00000.parquet",
+        entity_df="{{ ti.xcom_pull(task_ids='decide')['training_uris'] | tojson }}",
         entity_columns=["customer_id", "churned"],
         output_uri=f"{DATA_ROOT}/training_sets/{FEATURE_SERVICE}/date={{{{ partition_day() }}}}/training_set.parquet",
         outlets=[training_set_asset(FEATURE_SERVICE)],
@@ -129,7 +165,7 @@ with DAG(
     eval_set = FeastHistoricalFeaturesOperator(
         task_id="eval_set",
         feature_service=FEATURE_SERVICE,
-        entity_df=f"{LANDING}/churn_labels/date={{{{ partition_day() }}}}/part-00000.parquet",
+        entity_df="{{ ti.xcom_pull(task_ids='decide')['evaluation_uris'] | tojson }}",
         entity_columns=["customer_id", "churned"],
         output_uri=f"{DATA_ROOT}/eval_sets/{FEATURE_SERVICE}/date={{{{ partition_day() }}}}/eval_set.parquet",
         outlets=[],
@@ -154,6 +190,8 @@ with DAG(
         task_id="train",
         backend=BACKEND,
         training_set_uri="{{ ti.xcom_pull(task_ids='training_set')['uri'] }}",
+        # Held out: scored and logged (eval_* metrics), never fitted on or early-stopped on.
+        evaluation_set_uri="{{ ti.xcom_pull(task_ids='eval_set')['uri'] }}",
         label_column="churned",
         hyperparameters=HYPERPARAMETERS,
         experiment="churn",
@@ -174,6 +212,9 @@ with DAG(
             "training_set_uri": "{{ ti.xcom_pull(task_ids='training_set')['uri'] }}",
             "training_rows": "{{ ti.xcom_pull(task_ids='training_set')['rows'] }}",
             "training_backend": BACKEND,
+            "training_window": "{{ ti.xcom_pull(task_ids='decide')['training_window'] }}",
+            "evaluation_window": "{{ ti.xcom_pull(task_ids='decide')['evaluation_window'] }}",
+            "eval_set_uri": "{{ ti.xcom_pull(task_ids='eval_set')['uri'] }}",
         },
         trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
         retries=3,
@@ -238,8 +279,10 @@ with DAG(
         return version
 
     existing = find_existing.output
-    validate_conf >> training_set >> [find_existing, eval_set]
+    validate_conf >> decide >> [training_set, eval_set]
+    training_set >> find_existing
+    eval_set >> train
     train_or_reuse(existing) >> [train, register]
     train >> register >> wait_ready >> gate
     challenger_set(gate.output)
-    eval_set >> gate
+    eval_set >> register

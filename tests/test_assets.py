@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from airflow.sdk import Asset
 
-from mlops_provider.assets import drift_asset, feature_view_asset, model_alias_asset, training_set_asset
+from mlops_provider.assets import (
+    drift_asset,
+    feature_view_asset,
+    labels_asset,
+    model_alias_asset,
+    training_set_asset,
+)
 
 
 @pytest.mark.parametrize(
@@ -23,6 +29,7 @@ from mlops_provider.assets import drift_asset, feature_view_asset, model_alias_a
             "mlflow://models/churn/aliases/champion",
         ),
         (drift_asset("churn"), "drift_churn", "mlflow://models/churn/drift"),
+        (labels_asset("churn_labels"), "labels_churn_labels", "labels://datasets/churn_labels"),
     ],
 )
 def test_names_and_uris(asset: Asset, name: str, uri: str) -> None:

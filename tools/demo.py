@@ -20,47 +20,67 @@ from typing import Any
 from mlops_provider.example_data.generator import GeneratorConfig, generate
 from tools.local_stack import LocalStack
 
-PIPELINE = ["feature_pipeline", "drift_monitor", "training_pipeline", "canary_rollout", "batch_scoring"]
+PIPELINE = [
+    "feature_pipeline",
+    "label_pipeline",
+    "drift_monitor",
+    "training_pipeline",
+    "canary_rollout",
+    "batch_scoring",
+]
 MODEL_NAME = "churn_classifier"
-# The first model is a quick bootstrap (3 epochs), trained on demand so the demo has a champion
-# early. Every later model comes from the scheduled cascade with the training DAG's defaults (10
-# epochs, early stopping), which beat it on the held-out day: a real challenger for the canary.
-FIRST = {"epochs": 3, "hidden": [32], "lr": 0.01}
 ACTIVE = ("queued", "running")
+# The story's days: HISTORY days up to yesterday, then ARRIVING days that land one after another from
+# today on. The generator's drift (features and the churn relation alike) starts with the first
+# arriving day. Labels land LABEL_DELAY days after their snapshot.
+HISTORY, ARRIVING, LABEL_DELAY = 4, 4, 2
+SCENARIOS = ("retrain", "worse-challenger")
+# The "worse-challenger" scenario's last training run: a deliberately under-trained model.
+WORSE = {"epochs": 1, "lr": 0.0005, "hidden": [4]}
 
 
-def demo_days(days: int, today: dt.date | None = None) -> list[dt.date]:
-    """``days - 1`` complete days of history ending yesterday, then today: the day that "lands" last.
+def demo_days(today: dt.date | None = None) -> list[dt.date]:
+    """HISTORY days ending yesterday, then ARRIVING days from today on.
 
-    Unpausing the feature pipeline makes the scheduler run the latest complete interval (yesterday)
-    itself, so history ends there; today's data arrives after the first model, as a script would
-    deliver it.
+    Unpausing the daily pipelines makes the scheduler run the latest complete interval (yesterday)
+    itself, so the history ends there; the arriving days are delivered by this script, as a landing
+    job would, and the rest follows by Assets. The data are a function of the day's offset in this
+    list, not of the date, so every date tells the same story with the same numbers.
     """
     today = today or dt.datetime.now(dt.UTC).date()
-    return [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
+    return [today + dt.timedelta(days=i - HISTORY) for i in range(HISTORY + ARRIVING)]
+
+
+def generator_config(days: list[dt.date], rows_per_day: int) -> GeneratorConfig:
+    """The demo's data: seeded per day offset from ``days[0]``, drifting from the first arriving day."""
+    return GeneratorConfig(
+        rows_per_day=rows_per_day,
+        epoch=days[0],
+        drift_from=days[HISTORY],
+        label_delay_days=LABEL_DELAY,
+    )
 
 
 def generate_data(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, log=print) -> None:
-    """Write every day's partitions; the generator's drift knob is on for the last day."""
+    """Write every day's feature and label partitions into the landing area."""
     landing = stack.data_root / "landing"
-    log(f"Generating {len(days)} days x {rows_per_day} customers into {landing} (drift from {days[-1]}) ...")
-    generate(GeneratorConfig(rows_per_day=rows_per_day, drift_from=days[-1]), landing, days[0], len(days))
+    log(
+        f"Generating {len(days)} days x {rows_per_day} customers into {landing} "
+        f"(features and churn drift from {days[HISTORY]}; labels land {LABEL_DELAY} days late) ..."
+    )
+    generate(generator_config(days, rows_per_day), landing, days[0], len(days))
 
 
 def _runs(stack: LocalStack, dag_id: str) -> list[dict[str, Any]]:
     return stack.api(f"dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
 
 
-def _trigger_and_wait(
-    stack: LocalStack, dag_id: str, conf: dict[str, Any], timeout: float = 900
-) -> list[dict]:
-    earlier = len(_runs(stack, dag_id))
+def _trigger(stack: LocalStack, dag_id: str, conf: dict[str, Any]) -> None:
     stack.airflow("dags", "trigger", dag_id, "--conf", json.dumps(conf))
-    return stack.wait_for_runs(dag_id, count=earlier + 1, timeout=timeout)
 
 
 def wait_until_settled(
-    stack: LocalStack, at_least: dict[str, int], *, quiet_s: float = 30, timeout: float = 1800, log=print
+    stack: LocalStack, at_least: dict[str, int], *, quiet_s: float = 20, timeout: float = 1800, log=print
 ) -> dict[str, list[dict[str, Any]]]:
     """Wait until each DAG in ``at_least`` has that many runs and no DAG of the bundle has run for
     ``quiet_s``: Asset events start the next DAGs a scheduler loop later, so one idle look is not enough.
@@ -87,75 +107,105 @@ def wait_until_settled(
 
 
 def run_pipeline(
-    stack: LocalStack,
-    days: list[dt.date],
-    *,
-    hyperparameters: dict | None = None,
-    log=print,
+    stack: LocalStack, days: list[dt.date], *, scenario: str = "retrain", log=print
 ) -> dict[str, Any]:
-    """Run the shipped DAGs under the real scheduler.
+    """Run the shipped DAGs under the real scheduler and tell the story of ``days``.
 
-    1. Backfill the feature pipeline for the history (``days[:-1]``; the scheduler itself runs the
-       last of them, yesterday, on unpause), with the DAGs downstream paused.
-    2. Bootstrap: train the first model on demand; its canary rollout promotes it at once (no champion).
-    3. Today's data (``days[-1]``) lands and a script triggers the feature pipeline; the rest follows by
-       Assets alone. The drift monitor finds the generator's drift and announces it; the training
-       pipeline retrains (on new features, or on drift); the gate sets the challenger, whose canary
-       walks 5 -> 25 -> 50 -> 100 % to promotion or rollback; batch scoring scores the day.
+    1. History: the feature pipeline is backfilled up to yesterday, and the label pipeline validates
+       the labels that landed meanwhile (those of the first HISTORY - LABEL_DELAY days).
+    2. The first model: trained on the oldest labelled day, judged on the newest (never trained on),
+       and promoted at once (there is no champion).
+    3. The arriving days' features land: the drift monitor raises an alarm against the champion on
+       every one of them (the generator's shift), batch scoring scores each, and training waits: the
+       labels of the shifted days do not exist yet.
+    4. Their labels land, two days late: once a shifted day is labelled and a later one can judge,
+       the training pipeline retrains on the shifted days only, the gate compares it with the champion
+       on the held-out day with a confidence interval, and the canary walks 5 -> 25 -> 50 -> 100 %.
+    5. ``worse-challenger``: a deliberately under-trained model is then trained on the same windows;
+       the gate stops it (worse than the champion beyond the tolerance) and nothing is rolled out.
     """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     stack.wait_for_dags(PIPELINE)
     downstream = ["drift_monitor", "training_pipeline", "canary_rollout", "batch_scoring"]
     for dag_id in downstream:
-        stack.airflow("dags", "pause", dag_id)  # until there are features and a champion
-    history, today = days[:-1], days[-1]
-    log(f"1. Backfilling feature_pipeline for {history[0]} .. {history[-1]} ...")
-    if len(history) > 1:
-        stack.airflow(
-            "backfill",
-            "create",
-            "--dag-id",
-            "feature_pipeline",
-            "--from-date",
-            history[0].isoformat(),
-            "--to-date",
-            history[-2].isoformat(),
-            "--reprocess-behavior",
-            "failed",
-        )
-    stack.airflow("dags", "unpause", "feature_pipeline")  # the scheduler runs yesterday's interval
-    features = stack.wait_for_runs("feature_pipeline", count=len(history), timeout=300 + 90 * len(history))
-    log(f"   feature_pipeline: {[r['state'] for r in features]}")
+        stack.airflow("dags", "pause", dag_id)  # until there are features, labels and a champion
+    history, arriving = days[:HISTORY], days[HISTORY:]
+    labelled = history[LABEL_DELAY:]  # landing days whose labels refer to a day of the history
 
-    log(
-        "2. Training the first model: training set -> train -> register -> gate -> canary (promoted at once) ..."
+    log(f"1. History: features of {history[0]} .. {history[-1]}, labels that landed on {labelled[0]} .. ")
+    stack.airflow(
+        "backfill",
+        "create",
+        "--dag-id",
+        "feature_pipeline",
+        "--from-date",
+        history[0].isoformat(),
+        "--to-date",
+        history[-2].isoformat(),
+        "--reprocess-behavior",
+        "failed",
     )
+    for dag_id in ("feature_pipeline", "label_pipeline"):
+        stack.airflow("dags", "unpause", dag_id)  # the scheduler runs yesterday's interval itself
+    for day in labelled[:-1]:
+        _trigger(stack, "label_pipeline", {"day": day.isoformat()})
+    stack.wait_for_runs("feature_pipeline", count=len(history), timeout=300 + 90 * len(history))
+    stack.wait_for_runs("label_pipeline", count=len(labelled), timeout=600)
+
+    first_labelled = labelled[-1] - dt.timedelta(days=LABEL_DELAY)
+    log(f"2. The first model: trained and judged on the labels up to {first_labelled}, promoted at once ...")
     for dag_id in ("training_pipeline", "canary_rollout"):
         stack.airflow("dags", "unpause", dag_id)
-    rollouts = len(_runs(stack, "canary_rollout"))
-    conf: dict[str, Any] = {"day": history[-1].isoformat()}
-    if hyperparameters:
-        conf["hyperparameters"] = hyperparameters
-    training = _trigger_and_wait(stack, "training_pipeline", conf)
-    if stack.task_state("training_pipeline", training[-1]["dag_run_id"], "challenger_set") == "success":
-        stack.wait_for_runs("canary_rollout", count=rollouts + 1, timeout=900)
+    before = {dag_id: len(_runs(stack, dag_id)) for dag_id in PIPELINE}
+    _trigger(stack, "training_pipeline", {"day": first_labelled.isoformat()})
+    wait_until_settled(stack, {"training_pipeline": before["training_pipeline"] + 1}, log=log)
 
-    log(
-        f"3. Today's data ({today}) lands: feature_pipeline -> drift_monitor -> training -> gate -> canary ..."
-    )
+    log(f"3. The features of {arriving[0]} .. {arriving[-1]} land: drift monitor, batch scoring ...")
     for dag_id in ("drift_monitor", "batch_scoring"):
         stack.airflow("dags", "unpause", dag_id)
     before = {dag_id: len(_runs(stack, dag_id)) for dag_id in PIPELINE}
-    stack.airflow("dags", "trigger", "feature_pipeline", "--conf", json.dumps({"day": today.isoformat()}))
-    expected = {d: before[d] + 1 for d in ("feature_pipeline", "drift_monitor", "training_pipeline")}
-    return wait_until_settled(stack, expected, log=log)
+    for day in arriving:
+        _trigger(stack, "feature_pipeline", {"day": day.isoformat()})
+    wait_until_settled(
+        stack,
+        {
+            "feature_pipeline": before["feature_pipeline"] + len(arriving),
+            "drift_monitor": before["drift_monitor"] + 1,
+        },
+        log=log,
+    )
+
+    log(
+        f"4. Their labels land ({LABEL_DELAY} days late): retraining once labels cover the drift, gate, canary ..."
+    )
+    before = {dag_id: len(_runs(stack, dag_id)) for dag_id in PIPELINE}
+    for day in arriving:
+        _trigger(stack, "label_pipeline", {"day": day.isoformat()})
+    results = wait_until_settled(
+        stack,
+        {
+            "label_pipeline": before["label_pipeline"] + len(arriving),
+            "training_pipeline": before["training_pipeline"] + 1,
+        },
+        log=log,
+    )
+    if scenario == "worse-challenger":
+        newest = arriving[-1] - dt.timedelta(days=LABEL_DELAY)
+        log(f"5. A worse challenger: an under-trained model ({WORSE}) on the windows of {newest} ...")
+        before = {dag_id: len(_runs(stack, dag_id)) for dag_id in PIPELINE}
+        conf = {"day": newest.isoformat(), "retrain_policy": "always", "hyperparameters": WORSE}
+        _trigger(stack, "training_pipeline", conf)
+        results = wait_until_settled(stack, {"training_pipeline": before["training_pipeline"] + 1}, log=log)
+    return results
 
 
 def model_summary(stack: LocalStack) -> list[str]:
-    """Per registered version of the churn model: aliases, metrics, gate and canary decisions."""
+    """Per registered version: aliases, windows, the gate's held-out evidence, the canary's walk."""
     import mlflow
 
+    from mlops_provider import constants as c
     from mlops_provider.canary import CanaryController, CanaryStrategy
-    from mlops_provider.constants import GATE_DECISION_TAG
 
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
     rollouts = CanaryController(client, MODEL_NAME, CanaryStrategy())  # the one reader of rollout state
@@ -163,21 +213,36 @@ def model_summary(stack: LocalStack) -> list[str]:
     found = client.search_model_versions(f"name='{MODEL_NAME}'")
     for version in sorted(int(v.version) for v in found):
         mv = client.get_model_version(MODEL_NAME, str(version))  # search results carry no aliases
+        tags = mv.tags
         aliases = ",".join(sorted(mv.aliases)) or "-"
-        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        auc = metrics.get("val_auc")
         rollout = rollouts.state(version)
-        canary = rollout["status"] or "-"
         lines.append(
-            f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<30} val_auc="
-            f"{auc if auc is None else round(auc, 3)}  gate={mv.tags.get(GATE_DECISION_TAG, '-')}  "
-            f"canary={canary}"
+            f"  {MODEL_NAME} v{mv.version:<3} aliases={aliases:<28} trained on {tags.get(c.TRAINING_WINDOW_TAG, '?')}"
+            f"  judged on {tags.get(c.EVALUATION_WINDOW_TAG, '?')}"
         )
+        lines.append(f"      gate={tags.get(c.GATE_DECISION_TAG, '-')}  {gate_evidence(tags)}")
+        lines.append(f"      canary={rollout['status'] or '-'}")
         for entry in rollout["history"]:
             lines.append(
                 f"      {entry['action']:<16} weight {entry['weight']:>3} %  {entry['message'][:110]}"
             )
     return lines or ["  (no registered model yet)"]
+
+
+def gate_evidence(tags: dict[str, str]) -> str:
+    """The gate's comparison as one phrase: metric difference, its interval, n and positives."""
+    from mlops_provider import constants as c
+
+    difference = tags.get(c.GATE_DIFFERENCE_TAG)
+    n = f"n={tags.get(c.GATE_N_TAG, '?')} ({tags.get(c.GATE_POSITIVES_TAG, '?')} positives)"
+    if not difference:
+        return f"{n}; no champion to compare with"
+    confidence = float(tags.get(c.GATE_CONFIDENCE_TAG, 0.95))
+    return (
+        f"{tags.get(c.GATE_METRIC_TAG, '?')} vs champion v{tags.get(c.GATE_CHAMPION_VERSION_TAG, '?')}: "
+        f"{float(difference):+.4f}, {confidence:.0%} CI [{float(tags[c.GATE_CI_LOW_TAG]):+.4f}, "
+        f"{float(tags[c.GATE_CI_HIGH_TAG]):+.4f}], {n}"
+    )
 
 
 def drift_summary(stack: LocalStack) -> list[str]:
@@ -230,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--project-dir", type=Path, default=Path.cwd())
     parser.add_argument("--state-dir", type=Path, default=None, help="default: <project>/.demo")
-    parser.add_argument("--days", type=int, default=int(os.environ.get("DEMO_DAYS", 5)))
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default=os.environ.get("DEMO_SCENARIO") or "retrain",
+        help="retrain: drift, retraining and a promotion; worse-challenger: then a worse model the gate stops",
+    )
     parser.add_argument("--rows-per-day", type=int, default=int(os.environ.get("DEMO_ROWS_PER_DAY", 2000)))
     parser.add_argument("--airflow-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", 5000)))
@@ -253,11 +323,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, interrupted)
     started = time.monotonic()
-    days = demo_days(args.days)
+    days = demo_days()
     generate_data(stack, days, args.rows_per_day)
     print(f"Starting airflow standalone on {stack.airflow_url} and MLflow on {stack.mlflow_url} ...")
     stack.start()
-    results = run_pipeline(stack, days, hyperparameters=FIRST)
+    results = run_pipeline(stack, days, scenario=args.scenario)
     print_summary(stack, results)
     print(f"Done in {time.monotonic() - started:.0f} s.")
     failed = [r for runs in results.values() for r in runs if r["state"] != "success"]

@@ -29,3 +29,8 @@ def model_alias_asset(model_name: str, alias: str) -> Asset:
 def drift_asset(model_name: str) -> Asset:
     """Feature drift found against the training data of a registered model's champion."""
     return Asset(name=f"drift_{model_name}", uri=f"mlflow://models/{model_name}/drift")
+
+
+def labels_asset(dataset: str) -> Asset:
+    """Validated labels of one dataset; each event's extra names the labelled snapshot day (start, end)."""
+    return Asset(name=f"labels_{dataset}", uri=f"labels://datasets/{dataset}")

@@ -30,6 +30,13 @@ HYPERPARAMETERS_HASH_TAG = f"{TAG_PREFIX}hyperparameters_hash"
 # The three that decide "same data, same code, same hyperparameters: reuse the version".
 FINGERPRINT_TAGS = (DATA_FINGERPRINT_TAG, CODE_VERSION_TAG, HYPERPARAMETERS_HASH_TAG)
 
+# Time: the labelled snapshot days a version was trained on and evaluated on ("YYYY-MM-DD/YYYY-MM-DD",
+# both ends inclusive; disjoint, the evaluation window after the training window), and the held-out
+# evaluation set (the rows the gate scored; the batch canary replays them by default).
+TRAINING_WINDOW_TAG = f"{TAG_PREFIX}training_window"
+EVALUATION_WINDOW_TAG = f"{TAG_PREFIX}evaluation_window"
+EVAL_SET_URI_TAG = f"{TAG_PREFIX}eval_set_uri"
+
 DAG_ID_TAG = f"{TAG_PREFIX}dag_id"
 DAG_RUN_ID_TAG = f"{TAG_PREFIX}dag_run_id"
 DATA_INTERVAL_START_TAG = f"{TAG_PREFIX}data_interval_start"

@@ -117,6 +117,7 @@ def main() -> None:
                 name=ours_names[i],
                 version="1",
                 eval_data_uri=holdout,
+                label="churned",
                 thresholds=THRESHOLDS,
                 short_circuit_on_fail=False,
             )

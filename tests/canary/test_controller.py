@@ -8,6 +8,7 @@ tests/kserve_api.py, so each test also sees the traffic split the controller ask
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -510,3 +511,94 @@ def test_a_state_tag_that_is_not_json_is_an_error_not_a_fresh_start(running: Rol
             running.controller.start("2")
     finally:  # the server is shared by the session: leave no broken model for the listing views
         running.client.set_model_version_tag(running.name, "2", CANARY_STATE_TAG, whole)
+
+
+@pytest.fixture
+def gated(rollout: Rollout) -> Rollout:
+    """v1 is the champion; v2, gated against v1, is the canary at step 0 (10 %) and passed it; v3 waits."""
+    controller = rollout.controller
+    controller.start(rollout.register())
+    rollout.register(tags={GATE_CHAMPION_VERSION_TAG: "1"})
+    rollout.register()
+    controller.start("2")
+    controller.deploy_step("2", 0)
+    controller.record_verdict("2", 0, passed(0))
+    rollout.api.calls.clear()
+    return rollout
+
+
+STOPPED = (
+    "champion changed mid-rollout: started against v1, now v3; the canary was only compared with v1, so "
+    "its traffic was removed and the champion left as it is: re-run the gate against v3, then start again"
+)
+
+
+def test_a_champion_change_mid_rollout_stops_the_next_step(gated: Rollout) -> None:
+    """v3 is made champion by hand while v2 rolls out against v1: v2 must not step up against v3 unexamined."""
+    controller = gated.controller
+    gated.client.set_registered_model_alias(gated.name, "champion", "3")
+
+    with pytest.raises(ConfigurationError, match=re.escape(f"v2 stopped at step 1 (10%): {STOPPED}.")):
+        controller.deploy_step("2", 1)
+
+    state = controller.state("2")
+    assert (state["status"], state["step"], state["weight"]) == ("refused", 0, 0)
+    assert state["reason"] == STOPPED and state["champion"] == "1"  # the champion its verdicts compared with
+    stop = state["history"][-1]
+    assert (stop["action"], stop["message"], stop["champion"], stop["started_against"]) == (
+        "refuse",
+        STOPPED,
+        "3",
+        "1",
+    )
+    consistent(gated.stored("2"), "2")  # one whole state, like every transition
+    assert gated.aliases() == {"champion": "3"}  # the champion stays; the canary alias is gone
+    assert gated.served() == {"uri": gated.uri("3"), "percent": 0}  # no traffic to v2: the champion serves
+    assert writes(gated.api)[0] == ("patch", {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
+    assert controller.split() == {"champion": "3", "canary": None, "weight": 0}
+
+    gated.api.calls.clear()
+    assert controller.deploy_step("2", 1) == state  # a retry moves nothing and writes nothing
+    with pytest.raises(ConfigurationError, match=r"Cannot promote .* v2: its rollout is refused"):
+        controller.promote("2")
+    with pytest.raises(ConfigurationError, match="gated against champion v1, but the champion is now v3"):
+        controller.start("2")  # restarting needs the gate against v3 first
+    assert writes(gated.api) == [] and gated.aliases() == {"champion": "3"}
+
+    gated.client.set_model_version_tag(gated.name, "2", GATE_CHAMPION_VERSION_TAG, "3")  # re-gated
+    restarted = controller.start("2")
+    assert (restarted["status"], restarted["step"], restarted["champion"]) == ("progressing", -1, "3")
+    assert restarted["verdicts"] == {}  # no verdict against v1 carries over: step 0 is judged again
+    assert [e["action"] for e in restarted["history"]][-3:] == ["refuse", "refuse", "start"]
+    with pytest.raises(ConfigurationError, match="cannot jump to step 1"):
+        controller.deploy_step("2", 1)
+    assert controller.deploy_step("2", 0)["weight"] == 10
+    assert gated.served() == {"uri": gated.uri("2"), "percent": 10}
+
+
+def test_a_champion_change_before_promotion_stops_it(gated: Rollout) -> None:
+    controller = gated.controller
+    for step in (1, 2):
+        controller.deploy_step("2", step)
+        controller.record_verdict("2", step, passed(step))
+    gated.client.set_registered_model_alias(gated.name, "champion", "3")
+
+    with pytest.raises(ConfigurationError, match=re.escape(f"v2 stopped at step 3 (100%): {STOPPED}.")):
+        controller.promote("2")
+
+    assert controller.state("2")["status"] == "refused"
+    assert gated.aliases() == {"champion": "3"}  # v2 replaced no champion it was never compared with
+    assert gated.served() == {"uri": gated.uri("3"), "percent": 0}
+
+
+def test_a_champion_removed_mid_rollout_stops_it_and_promotes_nothing(gated: Rollout) -> None:
+    gated.client.delete_registered_model_alias(gated.name, "champion")
+    expected = r"started against v1, now none; .* set the 'champion' alias again, then start again"
+    with pytest.raises(ConfigurationError, match=expected):
+        gated.controller.start("2")  # not "the first model, promoted at once": it was compared with v1
+    assert gated.controller.state("2")["status"] == "refused" and gated.aliases() == {}
+    assert writes(gated.api) == [("patch", {"spec": {"predictor": {"canaryTrafficPercent": 0}}})]
+
+    gated.client.set_registered_model_alias(gated.name, "champion", "1")  # restored: start again
+    assert gated.controller.start("2")["status"] == "progressing"
+    assert gated.aliases() == {"champion": "1", "canary": "2"}

@@ -47,21 +47,28 @@ def run_dag(dag, **conf):
 
 
 def features_then_training(
-    pipeline_env, mlflow_server, *, start, days: int, rows: int, hyperparameters: dict
+    pipeline_env, mlflow_server, *, start, days: int, rows: int, hyperparameters: dict, **training_conf
 ):
-    """Generate ``days`` days, run feature_pipeline for each, then training_pipeline on the last one."""
+    """Generate ``days`` days; run feature_pipeline for each and label_pipeline for each day whose labels
+    refer to one of them; then training_pipeline on the newest labelled day."""
     import datetime as dt
 
     from feature_pipeline import dag as features
+    from label_pipeline import dag as labels
     from mlops_provider.example_data.generator import GeneratorConfig, generate
     from training_pipeline import dag as training
 
     pipeline_env["monkeypatch"].setenv(
         "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow", "host": mlflow_server.tracking_uri})
     )
-    generate(GeneratorConfig(rows_per_day=rows), pipeline_env["landing"], start, days)
-    for i in range(days):
-        run, states = run_dag(features, day=(start + dt.timedelta(days=i)).isoformat())
+    cfg = GeneratorConfig(rows_per_day=rows)
+    generate(cfg, pipeline_env["landing"], start, days)
+    landed = [start + dt.timedelta(days=i) for i in range(days)]
+    for day in landed:
+        run, states = run_dag(features, day=day.isoformat())
         assert run.state == "success", states
-    last = (start + dt.timedelta(days=days - 1)).isoformat()
-    return run_dag(training, day=last, hyperparameters=hyperparameters)
+    for day in landed[cfg.label_delay_days :]:
+        run, states = run_dag(labels, day=day.isoformat())
+        assert run.state == "success", states
+    newest = landed[-1] - dt.timedelta(days=cfg.label_delay_days)
+    return run_dag(training, day=newest.isoformat(), hyperparameters=hyperparameters, **training_conf)

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from mlops_provider.constants import CANARY_STATE_TAG, GATE_CHAMPION_VERSION_TAG
+from mlops_provider.constants import CANARY_STATE_TAG, EVAL_SET_URI_TAG, GATE_CHAMPION_VERSION_TAG
 from mlops_provider.ml.scoring import read_log
 from tests.dags.conftest import features_then_training, run_dag
 from tests.mlflow_helpers import log_model
@@ -77,6 +77,9 @@ def _challenger(
         version = client.create_model_version(
             MODEL, logged["model_uri"], run_id=logged["run_id"], model_id=model_id
         ).version
+        # Judged, as every candidate the training pipeline registers, on its held-out evaluation set.
+        held_out = client.get_model_version(MODEL, "1").tags[EVAL_SET_URI_TAG]
+        client.set_model_version_tag(MODEL, version, EVAL_SET_URI_TAG, held_out)
     client.set_registered_model_alias(MODEL, "challenger", version)
     return str(version)
 

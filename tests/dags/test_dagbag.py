@@ -35,11 +35,13 @@ def test_every_dag_refuses_unknown_conf_before_anything_runs(dagbag):
         assert roots == ["validate_conf"], f"{dag_id} starts with {roots}"
 
 
-def test_training_schedules_on_new_features_or_drift(dagbag):
-    from airflow.sdk import AssetAny
-
-    schedule = dagbag.dags["training_pipeline"].timetable.asset_condition
-    assert isinstance(schedule, AssetAny)
-    assert {a.name for a in schedule.objects} == {"feast_churn_customer_activity", "drift_churn_classifier"}
+def test_training_schedules_on_labels_and_reads_drift_alarms(dagbag):
+    training = dagbag.dags["training_pipeline"]
+    schedule = training.timetable.asset_condition
+    assert [a.name for a in schedule.objects] == ["labels_churn_labels"]
+    # Drift alarms are an inlet of `decide`: they retrain once labels cover them, never on their own.
+    assert [i.name for i in training.get_task("decide").inlets] == ["drift_churn_classifier"]
+    labels = dagbag.dags["label_pipeline"]
+    assert [o.name for o in labels.get_task("announce").outlets] == ["labels_churn_labels"]
     monitor = dagbag.dags["drift_monitor"]
     assert [o.name for o in monitor.get_task("drift_event").outlets] == ["drift_churn_classifier"]

@@ -14,8 +14,10 @@ import pytest
 from mlops_provider.example_data.__main__ import main
 from mlops_provider.example_data.generator import (
     ACTIVITY_DATASET,
+    LABELS_DATASET,
     GeneratorConfig,
     activity_table,
+    labels_table,
     partition_path,
 )
 
@@ -45,10 +47,14 @@ def test_the_module_runs_as_a_program_with_every_option(tmp_path: Path) -> None:
         "40",
         "--seed",
         "7",
+        "--epoch",
+        "2026-02-27",
         "--drift-from",
         "2026-03-02",
         "--drift-strength",
         "2",
+        "--concept-shift",
+        "0.5",
         "--label-delay-days",
         "1",
         "--bad-mode",
@@ -65,10 +71,20 @@ def test_the_module_runs_as_a_program_with_every_option(tmp_path: Path) -> None:
         ("2026-03-03", "empty"),
     ]
     second = dt.date(2026, 3, 2)
-    cfg = GeneratorConfig(rows_per_day=40, seed=7, drift_from=second, drift_strength=2.0, label_delay_days=1)
+    cfg = GeneratorConfig(
+        rows_per_day=40,
+        seed=7,
+        epoch=dt.date(2026, 2, 27),
+        drift_from=second,
+        drift_strength=2.0,
+        concept_shift=0.5,
+        label_delay_days=1,
+    )
     assert pq.read_table(partition_path(tmp_path, ACTIVITY_DATASET, second)).equals(
         activity_table(cfg, second)
     )
+    third = dt.date(2026, 3, 3)  # its labels are of the drifted, concept-shifted snapshot of the second
+    assert pq.read_table(partition_path(tmp_path, LABELS_DATASET, third)).equals(labels_table(cfg, third))
     assert pq.read_table(partition_path(tmp_path, ACTIVITY_DATASET, dt.date(2026, 3, 3))).num_rows == 0
 
 

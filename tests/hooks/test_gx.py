@@ -153,3 +153,50 @@ def test_quarantine_moves_batch_and_overwrites(hook: GXHook, tmp_path: Path) -> 
     only_report = tmp_path / "quarantine" / "frames" / "run_1"
     hook.quarantine(None, str(only_report), {"attempt": 3})
     assert sorted(p.name for p in only_report.iterdir()) == ["validation_report.json"]
+
+
+def test_an_int64_column_with_nulls_passes_the_type_rule_and_the_null_rule_decides(
+    hook: GXHook, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = 100
+    ids = pa.array([None if i % 10 == 0 else i for i in range(rows)], pa.int64())  # 10 % null
+    pq.write_table(pa.table({"id": ids, "visits": pa.array(range(rows), pa.int64())}), tmp_path / "b.parquet")
+    lines = "".join(f"{i if i % 10 else ''},{i}\n" for i in range(rows))
+    (tmp_path / "b.csv").write_text(f"id,visits\n{lines}")
+    checks = [
+        ("be_of_type", {"column": "id", "type_": "int64"}),
+        ("be_of_type", {"column": "visits", "type_": "int64"}),
+        ("not_be_null", {"column": "id", "mostly": 0.85}),
+        ("not_be_null", {"column": "id", "mostly": 0.95}),
+        ("be_between", {"column": "id", "min_value": 1, "max_value": 99}),
+    ]
+    expectations = [{"type": f"expect_column_values_to_{t}", "kwargs": k} for t, k in checks]
+    suite_file = tmp_path / "ints.json"
+    suite_file.write_text(json.dumps({"name": "ints", "expectations": expectations}))
+    suite = hook.load_suite(suite_file)
+    for name in ("b.parquet", "b.csv"):
+        frame = hook.read_batch(str(tmp_path / name))
+        # Only the column with nulls changes: pandas' nullable integers, not float64.
+        assert (str(frame["id"].dtype), str(frame["visits"].dtype)) == ("Int64", "int64")
+        assert frame["id"].isna().sum() == 10
+
+        result, _ = hook.validate(suite, data_asset_name="ints", dataframe=frame)
+
+        outcome = {
+            (
+                r.expectation_config.type.removeprefix("expect_column_values_to_"),
+                r.expectation_config.kwargs["column"],
+                r.expectation_config.kwargs.get("mostly"),
+            ): (r.success, r.result.get("unexpected_count"))
+            for r in result.results
+        }
+        assert outcome == {
+            ("be_of_type", "id", None): (True, None),  # of type int64, nulls and all
+            ("be_of_type", "visits", None): (True, None),
+            ("not_be_null", "id", 0.85): (True, 10),  # 90 % not null: at least 85 % is enough
+            ("not_be_null", "id", 0.95): (False, 10),  # at least 95 % is not
+            ("be_between", "id", None): (True, 0),  # nulls are not out of range
+        }

@@ -44,11 +44,9 @@ def seed(stack, tmp_path) -> dict[str, str]:
 
     client = MlflowClient(stack.mlflow_url)
     versions = []
-    for val_auc in (0.81, 0.84):
-        run_id = log_model(
-            stack.mlflow_url, "truth", tags={"mlops.data_fingerprint": "s3://lake/t@sha256:ab"}
-        )["run_id"]
-        client.log_metric(run_id, "val_auc", val_auc)
+    for eval_roc_auc in (0.81, 0.84):
+        run_id = log_model(stack.mlflow_url, "truth", tags={"mlops.data_fingerprint": "sha256:ab"})["run_id"]
+        client.log_metric(run_id, "eval_roc_auc", eval_roc_auc)
         sample = tmp_path / run_id / "sample.parquet"  # the trainer's drift reference
         sample.parent.mkdir()
         features_of(dt.date(2026, 1, 1)).to_parquet(sample, index=False)

@@ -4,10 +4,11 @@ and batch scoring. The ``rollout`` fixture is in tests/canary_rollout.py."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from mlops_provider.constants import CANARY_STATE_TAG, GATE_CHAMPION_VERSION_TAG
+from mlops_provider.constants import CANARY_STATE_TAG, EVAL_SET_URI_TAG, GATE_CHAMPION_VERSION_TAG
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.ml.scoring import read_log
 from mlops_provider.operators.canary import (
@@ -127,6 +128,59 @@ def test_a_challenger_gated_against_another_champion_fails_the_start_task(rollou
     assert stored(rollout, version)["status"] == "refused" and actions(rollout, version) == ["refuse"]
     rollout.client.set_model_version_tag(rollout.name, version, GATE_CHAMPION_VERSION_TAG, "1")  # re-gated
     assert rollout.run(CanaryDeployOperator, version=version, step=0)["weight"] == 10
+
+
+def test_a_champion_change_mid_rollout_fails_the_step_and_leaves_the_champion(rollout) -> None:
+    version = rollout.register("truth", new_run=True)
+    rollout.client.set_model_version_tag(rollout.name, version, GATE_CHAMPION_VERSION_TAG, "1")
+    rollout.run(CanaryDeployOperator, version=version)
+    rollout.run(CanaryDeployOperator, version=version, step=0)
+    assert rollout.analyse(version, 0)["verdict"] == "pass"  # judged against v1
+    other = rollout.register("weak")
+    rollout.client.set_registered_model_alias(rollout.name, "champion", other)  # promoted by hand meanwhile
+
+    stopped = (
+        f"v{version} stopped at step 1 (10%): champion changed mid-rollout: started against v1, now "
+        f"v{other}; the canary was only compared with v1, so its traffic was removed and the champion left "
+        f"as it is: re-run the gate against v{other}, then start again."
+    )
+    with pytest.raises(ConfigurationError, match=re.escape(stopped)):
+        rollout.run(CanaryDeployOperator, version=version, step=1)
+
+    assert rollout.aliases() == {"champion": other}  # the champion stays, the canary alias is gone
+    state = stored(rollout, version)
+    assert (state["status"], state["weight"]) == ("refused", 0) and "champion changed" in state["reason"]
+    assert actions(rollout, version) == ["start", "step_up", "hold_passed", "refuse"]
+    with pytest.raises(ConfigurationError, match="it was refused: champion changed mid-rollout"):
+        rollout.analyse(version, 1)
+    with pytest.raises(ConfigurationError, match="its rollout is refused"):
+        rollout.run(PromoteModelOperator, version=version)
+    with pytest.raises(
+        ConfigurationError, match=f"gated against champion v1, but the champion is now v{other}"
+    ):
+        rollout.run(CanaryDeployOperator, version=version, step=1)  # a retry: refused, nothing moves
+    assert rollout.aliases() == {"champion": other}
+
+
+def test_without_traffic_uri_the_rollout_replays_the_versions_evaluation_set(rollout, eval_data) -> None:
+    rollout.common["backend_config"] = {k: v for k, v in rollout.config.items() if k != "traffic_uri"}
+    version = rollout.register("truth", new_run=True)
+    both_ways = (
+        rf"v{version}: no traffic to replay\. .* has no 'mlops\.eval_set_uri' tag\. Either tag the version "
+        r"with the URI of the held-out rows its gate scored \(mlops\.eval_set_uri\), or set "
+        r"backend_config\['traffic_uri'\] to rows neither model trained on"
+    )
+    with pytest.raises(ConfigurationError, match=both_ways):
+        rollout.run(CanaryDeployOperator, version=version)
+    assert rollout.aliases() == {"champion": "1"}  # refused before anything changed: no canary, no state
+    assert CANARY_STATE_TAG not in rollout.tags(version)
+
+    rollout.client.set_model_version_tag(rollout.name, version, EVAL_SET_URI_TAG, str(eval_data))
+    assert rollout.run(CanaryDeployOperator, version=version, step=0)["weight"] == 10
+    [step_up] = [e for e in stored(rollout, version)["history"] if e["action"] == "step_up"]
+    assert step_up["backend"]["traffic_uri"] == str(eval_data)
+    assert step_up["backend"]["traffic_source"] == EVAL_SET_URI_TAG
+    assert rollout.analyse(version, 0)["verdict"] == "pass"
 
 
 def test_bad_strategy_or_backend_config_fails_before_touching_anything(rollout) -> None:

@@ -317,7 +317,7 @@ def test_historical_features_write_the_training_set_and_asset_extra(env, tmp_pat
         "rows": 500,
         "columns": ["customer_id", "churned", "event_timestamp", *FEATURES],
         "dropped_rows": 1000,
-        "fingerprint": f"{output}@sha256:{hashlib.sha256(output.read_bytes()).hexdigest()}",
+        "fingerprint": f"sha256:{hashlib.sha256(output.read_bytes()).hexdigest()}",
     }
     assert context["outlet_events"][asset].extra == {"uri": str(output), "rows": 500}
     training = pd.read_parquet(output)

@@ -156,6 +156,21 @@ def test_command_is_the_shared_trainer_command(kubeconfig: str) -> None:
     assert container["args"] == expected
 
 
+def test_an_evaluation_set_reaches_the_trainer_command(kubeconfig: str) -> None:
+    container = trainer_container(
+        render(kubeconfig, evaluation_set_uri="s3://mlops/evaluation/2026-01-07.parquet")
+    )
+    assert container["args"] == trainer_command(
+        "s3://mlops/training/2026-01-06.parquet",
+        label="churned",
+        experiment="churn",
+        hyperparameters={"epochs": 5, "hidden": [64, 32]},
+        id_columns=["customer_id"],
+        evaluation_set_uri="s3://mlops/evaluation/2026-01-07.parquet",
+    )
+    assert "--evaluation-set" in container["args"]
+
+
 def test_credentials_only_as_secret_references(kubeconfig: str) -> None:
     manifest = render(kubeconfig, mlflow_secret_name="mlflow-auth")
     env = {e["name"]: e for e in trainer_container(manifest)["env"]}
@@ -190,4 +205,7 @@ def test_defaults(kubeconfig: str) -> None:
     assert operator.on_finish_action.value == "delete_succeeded_pod"
     assert operator.do_xcom_push is True
     assert operator.gpus == 1
-    assert {"training_set_uri", "hyperparameters", "mlflow_conn_id", "image"} <= set(operator.template_fields)
+    assert {"training_set_uri", "evaluation_set_uri", "hyperparameters", "mlflow_conn_id", "image"} <= set(
+        operator.template_fields
+    )
+    assert operator.evaluation_set_uri is None

@@ -63,6 +63,7 @@ def _gate(name: str, version: str, eval_data, **kwargs) -> dict:
         name=name,
         version=version,
         eval_data_uri=str(eval_data),
+        label=kwargs.pop("label", "churned"),
         thresholds=kwargs.pop("thresholds", THRESHOLDS),
         short_circuit_on_fail=False,
         **kwargs,
@@ -229,8 +230,9 @@ def test_gate_better_challenger_passes_records_the_evidence_and_rerun_reuses(
     assert first["champion"]["version"] == champion
     comparison = first["comparison"]
     assert comparison["method"] == "delong" and comparison["metric"] == "roc_auc"
+    # Both metrics are recorded to 6 digits, so their difference matches to within that rounding.
     assert comparison["difference"] == pytest.approx(
-        first["candidate"]["roc_auc"] - first["champion"]["roc_auc"]
+        first["candidate"]["roc_auc"] - first["champion"]["roc_auc"], abs=2e-6
     )
     assert 0 < comparison["ci_low"] < comparison["difference"] < comparison["ci_high"]
     assert first["settings"] == {
@@ -354,12 +356,21 @@ def test_gate_change_thresholds_are_ignored_with_a_warning(
 def test_gate_rejects_unknown_metric_and_nonsense_settings(mlflow_conn, holdout) -> None:
     with pytest.raises(ConfigurationError, match="unknown metric 'auc'"):
         MLflowEvaluateGateOperator(
-            task_id="gate", name="m", version="1", eval_data_uri="x", thresholds={"auc": {"threshold": 0.5}}
+            task_id="gate",
+            name="m",
+            version="1",
+            eval_data_uri="x",
+            label="churned",
+            thresholds={"auc": {"threshold": 0.5}},
         )
     with pytest.raises(ConfigurationError, match="confidence must be between 0 and 1"):
-        MLflowEvaluateGateOperator(task_id="gate", name="m", version="1", eval_data_uri="x", confidence=95)
+        MLflowEvaluateGateOperator(
+            task_id="gate", name="m", version="1", eval_data_uri="x", label="churned", confidence=95
+        )
     with pytest.raises(ConfigurationError, match="primary_metric 'auc' is unknown"):
         _gate("m", "1", holdout, primary_metric="auc")
+    with pytest.raises(TypeError, match="label"):  # no default label: the provider assumes no dataset
+        MLflowEvaluateGateOperator(task_id="gate", name="m", version="1", eval_data_uri="x")
 
 
 def test_sentinel_credentials_never_reach_logs_or_xcom(
@@ -396,6 +407,7 @@ def test_gate_without_a_pass_skips_downstream_and_keeps_decision_in_xcom(
             name=name,
             version=candidate,
             eval_data_uri=str(request.getfixturevalue(held_out)),
+            label="churned",
             thresholds=THRESHOLDS,
         )
         gate >> EmptyOperator(task_id="deploy") >> EmptyOperator(task_id="after_deploy")

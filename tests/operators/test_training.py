@@ -23,6 +23,20 @@ def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_training_set(tmp_path_factory.mktemp("trainset"), days=5, rows_per_day=400)
 
 
+@pytest.fixture(scope="module")
+def evaluation_set(tmp_path_factory: pytest.TempPathFactory, training_set: Path) -> Path:
+    """The labelled snapshot day after the training set's."""
+    import pandas as pd
+
+    directory = tmp_path_factory.mktemp("evalset")
+    longer = pd.read_parquet(build_training_set(directory, days=6, rows_per_day=400))
+    path = directory / "evaluation_set.parquet"
+    longer[longer["event_timestamp"] > pd.read_parquet(training_set)["event_timestamp"].max()].to_parquet(
+        path
+    )
+    return path
+
+
 @pytest.fixture
 def mlflow_conn(mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     # The server needs no auth; the credentials are there to prove they never reach the log.
@@ -42,7 +56,11 @@ def captured(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 
 
 def test_local_backend_returns_the_trainer_contract_and_streams_logs(
-    training_set: Path, mlflow_conn: Any, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    training_set: Path,
+    evaluation_set: Path,
+    mlflow_conn: Any,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from mlflow import MlflowClient
 
@@ -50,6 +68,7 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
     operator = TrainModelOperator(
         task_id="train",
         training_set_uri=str(training_set),
+        evaluation_set_uri=str(evaluation_set),
         label_column="churned",
         id_columns=["customer_id"],
         hyperparameters=json.dumps(FAST),
@@ -57,6 +76,7 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
     )
     result = operator.execute(context={})
     assert set(result) == {"run_id", "model_uri", "metrics"}
+    assert result["metrics"]["eval_rows"] == 400 and 0.5 < result["metrics"]["eval_roc_auc"] <= 1.0
     run = MlflowClient(mlflow_conn.tracking_uri).get_run(result["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["epochs"] == "2"
@@ -126,6 +146,7 @@ def test_kubernetes_backend_builds_the_pod_with_the_same_command(
         task_id="train",
         backend="kubernetes",
         training_set_uri="s3://mlops/training.parquet",
+        evaluation_set_uri="s3://mlops/evaluation.parquet",
         label_column="churned",
         experiment="churn",
         hyperparameters="{'epochs': 4}",  # how Jinja renders a dict param without native rendering
@@ -138,7 +159,11 @@ def test_kubernetes_backend_builds_the_pod_with_the_same_command(
     )
     base = pod["spec"]["containers"][0]
     assert base["args"] == trainer_command(
-        "s3://mlops/training.parquet", label="churned", experiment="churn", hyperparameters={"epochs": 4}
+        "s3://mlops/training.parquet",
+        label="churned",
+        experiment="churn",
+        hyperparameters={"epochs": 4},
+        evaluation_set_uri="s3://mlops/evaluation.parquet",
     )
     assert base["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert pod["metadata"]["namespace"] == "ml"
@@ -148,6 +173,7 @@ def test_template_fields_cover_every_user_string() -> None:
     assert set(TrainModelOperator.template_fields) == {
         "backend",
         "training_set_uri",
+        "evaluation_set_uri",
         "label_column",
         "hyperparameters",
         "experiment",

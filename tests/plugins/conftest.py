@@ -35,8 +35,9 @@ class Models:
         self.client = MlflowClient(tracking_uri)
         self.tracking_uri, self.eval_data, self.tmp_path = tracking_uri, eval_data, tmp_path
 
-    def train(self, name: str, kind: str, val_auc: float, *, reference: bool = False) -> str:
-        """A new training run (lineage tags, a val_auc metric, optionally a drift reference) registered."""
+    def train(self, name: str, kind: str, auc: float, *, reference: bool = False) -> str:
+        """A new training run registered: lineage tags, the trainer's metrics (``auc`` on its evaluation
+        set, per-epoch curves, early stopping at epoch 2 of 3), optionally a drift reference."""
         from mlops_provider.operators.mlflow import MLflowRegisterModelOperator
 
         tags = {
@@ -44,7 +45,12 @@ class Models:
             "mlops.code_version": "0.1.0",
         }
         run_id = log_model(self.tracking_uri, kind, tags=tags)["run_id"]
-        self.client.log_metric(run_id, "val_auc", val_auc)
+        for epoch, value in enumerate((auc - 0.02, auc + 0.01, auc - 0.05), start=1):
+            self.client.log_metric(run_id, "epoch_early_stop_roc_auc", value, step=epoch)
+        trainer = {"best_epoch": 2, "early_stop_roc_auc": auc + 0.01, "early_stop_log_loss": 0.21}
+        trainer |= {"eval_roc_auc": auc, "eval_log_loss": 0.25, "eval_rows": 500, "eval_positives": 61}
+        for metric, value in trainer.items():
+            self.client.log_metric(run_id, metric, value)
         if reference:
             sample = self.tmp_path / run_id / "sample.parquet"  # the trainer's REFERENCE_SAMPLE
             sample.parent.mkdir()
@@ -64,6 +70,7 @@ class Models:
             version=version,
             thresholds=GATE,
             eval_data_uri=str(self.eval_data),
+            label="churned",
             short_circuit_on_fail=False,
             # A 300-row held-out set: below the default minimum evidence, which the gate tests cover.
             min_samples=100,

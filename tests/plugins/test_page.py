@@ -81,3 +81,29 @@ def test_the_page_says_when_there_is_no_model_or_mlflow_cannot_be_read() -> None
     down = Page(render_page(None, source="http://mlflow:5000", error="MLflow <down>"))
     assert [a for t, a in down.tags if t == "p" and a.get("role") == "alert"]
     assert "MLflow <down>" in down.text
+
+
+def test_held_out_evidence_comes_first_and_early_stopping_is_labelled_as_such(state) -> None:
+    rolling, _, hook, _ = state
+    [model] = model_overview(hook, names=[rolling])
+    gate = {v["version"]: v["gate"] for v in model["versions"]}["2"]
+
+    text = render_page([model], source="mlflow", nonce="n")
+
+    assert "Version Held-out evidence Training run Lineage Canary" in " ".join(
+        " ".join(Page(text).text).split()
+    )
+    start = text.index('<tr data-version="2">')
+    row = text[start : text.index("</tr>", start)]
+    held_out, training = (
+        " ".join(" ".join(Page(f"<td{cell}").text).split()) for cell in row.split("<td")[2:4]
+    )
+    interval = f"[95% CI {float(gate['ci_low']):+.3f}, {float(gate['ci_high']):+.3f}], n={gate['n']}"
+    assert held_out.startswith(f"Gate : pass roc_auc {float(gate['difference']):+.3f} {interval}")
+    evaluation = "Evaluation set (trainer, held out) roc_auc 0.83 log_loss 0.25 rows 500 positives 61"
+    assert held_out.endswith(evaluation)
+    assert training.startswith(
+        "Early stopping (the slice of the training window that picked the epoch; not held out) "
+        "roc_auc 0.84 log_loss 0.21 best_epoch 2"
+    )
+    assert "epoch_" not in row  # the per-epoch curves stay in MLflow

@@ -83,7 +83,9 @@ def test_a_step_must_be_deployed_and_the_version_rolled_out_before_analysis(roll
     rollout.client.set_model_version_tag(rollout.name, refused, GATE_CHAMPION_VERSION_TAG, "7")
     with pytest.raises(ConfigurationError, match="re-run the gate"):
         rollout.run(CanaryDeployOperator, version=refused)
-    with pytest.raises(ConfigurationError, match=r"has no rollout \(its start was refused: gated against"):
+    with pytest.raises(
+        ConfigurationError, match=r"has no rollout in progress, it was refused: gated against"
+    ):
         rollout.analyse(refused, 0)  # never judged: a verdict would send it to the rollback branch
 
 

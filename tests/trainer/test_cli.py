@@ -22,7 +22,7 @@ from mlops_provider.trainer.cli import (
     parser,
     resolve_hyperparameters,
 )
-from tests.trainer.conftest import XDIST_GROUP, run_trainer, runs_of
+from tests.trainer.conftest import FAST, XDIST_GROUP, run_trainer, runs_of
 
 pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
 
@@ -33,10 +33,17 @@ def test_result_contract_on_stdout_and_xcom_file(trained: dict[str, Any]) -> Non
     printed = json.loads(last_line.removeprefix(RESULT_MARKER))
     assert printed == trained["xcom"]
     assert set(printed) == {"run_id", "model_uri", "metrics"}
-    assert {"val_auc", "val_accuracy", "val_log_loss", "val_loss"} <= set(printed["metrics"])
-    assert printed["metrics"]["val_auc"] > 0.65  # the generator's signal is learnable in 3 epochs
-    for epoch in (1, 2, 3):
-        assert f"epoch {epoch}/3 train_loss=" in trained["process"].stderr
+    # The kept model's metrics on the early-stopping slice; no evaluation set was given.
+    assert set(printed["metrics"]) == {
+        "best_epoch",
+        "early_stop_roc_auc",
+        "early_stop_log_loss",
+        "early_stop_accuracy",
+        "early_stop_positive_rate",
+    }
+    assert printed["metrics"]["early_stop_roc_auc"] > 0.65  # the generator's signal is learnable in 3 epochs
+    for epoch in range(1, FAST["epochs"] + 1):
+        assert f"epoch {epoch}/{FAST['epochs']} train_loss=" in trained["process"].stderr
 
 
 def _write(frame: pd.DataFrame, directory: Path, name: str) -> Path:
@@ -51,10 +58,11 @@ def _write(frame: pd.DataFrame, directory: Path, name: str) -> Path:
         ("missing_label", "has no column 'churned'"),
         ("dict_feature", "feature 'payload' holds dict values"),
         ("unknown_hyperparameter", "unknown hyperparameters ['epoch']"),
+        ("evaluation_without_a_feature", "evaluation set "),
     ],
 )
 def test_bad_input_fails_clearly_without_a_run(
-    case: str, message: str, training_set: Path, mlflow_server: Any, tmp_path: Path
+    case: str, message: str, training_set: Path, evaluation_set: Path, mlflow_server: Any, tmp_path: Path
 ) -> None:
     good = pd.read_parquet(training_set)
     extra: list[str] = []
@@ -62,9 +70,14 @@ def test_bad_input_fails_clearly_without_a_run(
         "missing_label": good.drop(columns=["churned"]),
         "dict_feature": good.assign(payload=[{"k": i} for i in range(len(good))]),
         "unknown_hyperparameter": good,
+        "evaluation_without_a_feature": good,
     }[case]
     if case == "unknown_hyperparameter":
         extra = ["--hyperparameters", '{"epoch": 3}']
+    if case == "evaluation_without_a_feature":
+        lacking = _write(pd.read_parquet(evaluation_set).drop(columns=["plan"]), tmp_path, "evaluation")
+        extra = ["--evaluation-set", str(lacking)]
+        message = f"evaluation set {lacking} lacks the training set's columns ['plan']"
     done = run_trainer(_write(frame, tmp_path, case), mlflow_server.tracking_uri, f"bad-{case}", *extra)
     assert done.returncode == EXIT_BAD_INPUT, done.stderr[-2000:]
     assert message in done.stderr
@@ -138,7 +151,11 @@ def test_every_default_has_a_flag_of_its_type() -> None:
 def test_emit_prints_the_result_last_and_writes_the_xcom_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = {"run_id": "abc", "model_uri": "models:/m-1", "metrics": {"val_auc": 0.8, "val_loss": math.nan}}
+    result = {
+        "run_id": "abc",
+        "model_uri": "models:/m-1",
+        "metrics": {"eval_roc_auc": 0.8, "eval_log_loss": math.nan},
+    }
     monkeypatch.setenv("MLOPS_XCOM_DIR", str(tmp_path))
     emit(result)
     line = capsys.readouterr().out.strip().splitlines()[-1]
@@ -147,7 +164,7 @@ def test_emit_prints_the_result_last_and_writes_the_xcom_file(
     assert payload == {
         "run_id": "abc",
         "model_uri": "models:/m-1",
-        "metrics": {"val_auc": 0.8, "val_loss": None},
+        "metrics": {"eval_roc_auc": 0.8, "eval_log_loss": None},
     }
     assert json.loads((tmp_path / "return.json").read_text()) == payload  # NaN is not JSON: null
     monkeypatch.setenv("MLOPS_XCOM_DIR", str(tmp_path / "absent"))

@@ -98,3 +98,20 @@ def test_rendered_hyperparameters_are_parsed() -> None:
         as_dict("epochs=3")
     with pytest.raises(ConfigurationError, match="are neither JSON nor a dict literal"):
         as_dict("{'lr': __import__('os').getcwd()}")  # never evaluated
+
+
+def test_an_evaluation_set_adds_its_flag_and_none_or_empty_leaves_it_out() -> None:
+    run = {"label": "y", "experiment": "e"}
+    argv = trainer_command("s3://lake/train.parquet", evaluation_set_uri="s3://lake/eval.parquet", **run)
+    assert argv[2:6] == [
+        "--training-set",
+        "s3://lake/train.parquet",
+        "--evaluation-set",
+        "s3://lake/eval.parquet",
+    ]
+    assert parser().parse_args(argv[2:]).evaluation_set == "s3://lake/eval.parquet"
+    without = trainer_command("s3://lake/train.parquet", **run)
+    assert "--evaluation-set" not in without and parser().parse_args(without[2:]).evaluation_set is None
+    assert (
+        trainer_command("s3://lake/train.parquet", evaluation_set_uri="", **run) == without
+    )  # an empty template

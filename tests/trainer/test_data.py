@@ -9,7 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_provider.trainer.data import TrainingDataError, fetch, load, split_by_time
+from mlops_provider.trainer.data import (
+    TrainingDataError,
+    fetch,
+    load,
+    load_evaluation,
+    split_by_time,
+    time_range,
+)
 from tests.training_data import build_training_set
 
 KEYS = ("customer_id",)  # the example data's entity key: an identifier, not a feature
@@ -47,9 +54,11 @@ def test_a_good_set_is_checked_typed_and_split_by_time(good: pd.DataFrame, tmp_p
     }
     assert data.features == [*data.categorical, *data.numeric] and data.label == "churned"
     assert data.train["churned"].dtype == "int64" and set(data.train["churned"]) == {0, 1}
-    assert data.fingerprint == f"{uri}@sha256:{hashlib.sha256(Path(uri).read_bytes()).hexdigest()}"
+    assert (
+        data.fingerprint == f"sha256:{hashlib.sha256(Path(uri).read_bytes()).hexdigest()}" and data.uri == uri
+    )
     file_uri = load(f"file://{uri}", "churned", "event_timestamp", 0.25, KEYS)
-    assert file_uri.fingerprint.startswith(f"file://{uri}@sha256:") and len(file_uri.train) == len(data.train)
+    assert file_uri.fingerprint == data.fingerprint and len(file_uri.train) == len(data.train)
 
 
 def test_boolean_and_text_labels_are_read_as_zero_and_one(good: pd.DataFrame, tmp_path: Path) -> None:
@@ -128,3 +137,73 @@ def test_split_by_time_puts_the_last_fraction_of_the_range_in_validation() -> No
     train, validation = split_by_time(frame.sample(frac=1, random_state=0), "ts", 0.3, "t")
     assert sorted(validation["x"]) == [7, 8, 9, 10]  # cut-off at day 7 of 0..10
     assert sorted(train["x"]) == list(range(7)) and list(train.index) == list(range(7))
+
+
+def _later(good: pd.DataFrame) -> pd.DataFrame:
+    """The good set moved past its own time range: the same columns, no row in common."""
+    span = good["event_timestamp"].max() - good["event_timestamp"].min() + pd.Timedelta(days=1)
+    return good.assign(event_timestamp=good["event_timestamp"] + span)
+
+
+def test_an_evaluation_set_is_checked_against_the_training_set(good: pd.DataFrame, tmp_path: Path) -> None:
+    training = load(_save(good, tmp_path, "train"), "churned", "event_timestamp", 0.25, KEYS)
+    later = _later(good).assign(extra_column=1)  # columns the training set lacks are ignored
+    uri = _save(later, tmp_path, "eval")
+
+    evaluation = load_evaluation(uri, training)
+
+    assert len(evaluation.frame) == (DAYS - 2) * ROWS - 7  # null labels dropped
+    assert evaluation.frame["churned"].dtype == "int64" and set(evaluation.frame["churned"]) == {0, 1}
+    assert evaluation.uri == uri
+    assert evaluation.fingerprint == f"sha256:{hashlib.sha256(Path(uri).read_bytes()).hexdigest()}"
+    assert (
+        time_range(training.validation, "event_timestamp").split("/")[1]
+        < time_range(evaluation.frame, "event_timestamp").split("/")[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no_label", "has no column 'churned' (columns: "),
+        ("no_timestamp", "pass the right --timestamp-column"),
+        ("no_key", "lacks the training set's columns ['customer_id']"),
+        ("no_features", "lacks the training set's columns ['plan', 'tenure_days']; build it from the same"),
+        ("text_number", "feature 'tenure_days' is text here but numeric in the training set"),
+        ("single_class", "label 'churned' has a single class (1) in "),
+        ("training_rows", "shares 393 rows (same ['customer_id', 'event_timestamp']) with the training set"),
+    ],
+)
+def test_bad_evaluation_sets_are_refused_naming_the_column(
+    good: pd.DataFrame, tmp_path: Path, case: str, message: str
+) -> None:
+    training = load(_save(good, tmp_path, "train"), "churned", "event_timestamp", 0.25, KEYS)
+    later = _later(good).dropna(subset=["churned"])
+    frame = {
+        "no_label": later.drop(columns=["churned"]),
+        "no_timestamp": later.drop(columns=["event_timestamp"]),
+        "no_key": later.drop(columns=["customer_id"]),
+        "no_features": later.drop(columns=["plan", "tenure_days"]),
+        "text_number": later.assign(tenure_days=later["tenure_days"].astype(str)),
+        "single_class": later.assign(churned=1),
+        "training_rows": pd.concat([later, good.dropna(subset=["churned"]).head(393)]),
+    }[case]
+    uri = _save(frame, tmp_path, case)
+    with pytest.raises(TrainingDataError) as err:
+        load_evaluation(uri, training)
+    assert str(err.value).startswith(f"evaluation set {uri}")
+    assert message in str(err.value)
+
+
+def test_an_evaluation_set_overlapping_in_time_is_kept_with_a_warning(
+    good: pd.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    training = load(_save(good, tmp_path, "train"), "churned", "event_timestamp", 0.25, KEYS)
+    other_customers = good.assign(customer_id=good["customer_id"] + 10**9)  # the same days, other rows
+
+    evaluation = load_evaluation(_save(other_customers, tmp_path, "eval"), training)
+
+    assert len(evaluation.frame) == (DAYS - 2) * ROWS - 7
+    assert "before the training window ends" in caplog.text
+    no_keys = load(_save(good, tmp_path, "train"), "churned", "event_timestamp", 0.25)
+    assert len(load_evaluation(_save(good, tmp_path, "same"), no_keys).frame) == len(evaluation.frame)

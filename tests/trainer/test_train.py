@@ -51,15 +51,8 @@ def test_fit_stops_early_and_keeps_the_best_weights() -> None:
     weights: list[list[torch.Tensor]] = []
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        assert set(metrics) == {
-            "train_loss",
-            "val_loss",
-            "val_log_loss",
-            "val_auc",
-            "val_accuracy",
-            "val_positive_rate",
-        }
-        losses.append(metrics["val_loss"])
+        assert set(metrics) == {"train_loss", "log_loss", "roc_auc", "accuracy", "positive_rate"}
+        losses.append(metrics["log_loss"])
         weights.append([p.detach().clone() for p in model.parameters()])
 
     # A huge learning rate makes validation loss jump around: patience 1 stops at the first rise.
@@ -78,7 +71,7 @@ def test_fit_stops_early_and_keeps_the_best_weights() -> None:
     assert 1 <= best <= len(losses) < 30
     assert losses[best - 1] == min(losses) and losses[-1] >= losses[best - 1]
     assert all(torch.equal(a, b) for a, b in zip(fitted.parameters(), weights[best - 1], strict=True))
-    assert evaluate(fitted, validation)["val_loss"] == pytest.approx(min(losses), rel=1e-5)
+    assert evaluate(fitted, validation)["log_loss"] == pytest.approx(min(losses), rel=1e-5)
 
 
 def test_evaluate_reports_loss_auc_accuracy_and_positive_rate() -> None:
@@ -89,9 +82,9 @@ def test_evaluate_reports_loss_auc_accuracy_and_positive_rate() -> None:
             return numbers[:, 0] * 100
 
     metrics = evaluate(Oracle(), split)
-    assert metrics["val_auc"] == 1.0 and metrics["val_accuracy"] == 1.0
-    assert metrics["val_loss"] == metrics["val_log_loss"] < 0.01
-    assert metrics["val_positive_rate"] == pytest.approx(float(split.labels.mean()))
+    assert set(metrics) == {"log_loss", "roc_auc", "accuracy", "positive_rate"}
+    assert metrics["roc_auc"] == 1.0 and metrics["accuracy"] == 1.0 and metrics["log_loss"] < 0.01
+    assert metrics["positive_rate"] == pytest.approx(float(split.labels.mean()))
 
 
 def test_seeding_and_the_device() -> None:

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from mlops_provider.canary.backends.batch import BatchCanaryBackend
 from mlops_provider.canary.backends.kserve import DEFAULT_KSERVE_CHECKS, KServeCanaryBackend
 from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
+from mlops_provider.constants import EVAL_SET_URI_TAG
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.links.mlflow import MLflowModelVersionLink
@@ -69,8 +70,9 @@ def test_the_strategy_defaults_per_backend_and_is_checked_against_it() -> None:
     ).parsed_strategy().metrics == (DEFAULT_KSERVE_CHECKS[0],)
     with pytest.raises(ConfigurationError, match="cannot compute"):  # PromQL on the batch backend
         task(backend_config=batch, strategy={"metrics": own}).parsed_strategy()
-    with pytest.raises(ConfigurationError, match=r"needs config key\(s\) \['traffic_uri', 'log_root'\]"):
+    with pytest.raises(ConfigurationError, match=r"needs config key\(s\) \['log_root'\]"):
         task().parsed_strategy()
+    assert task(backend_config={"log_root": "/logs"}).parsed_strategy() == CanaryStrategy()  # eval-set tag
 
 
 def test_the_version_given_wins_else_the_first_alias_set(registered: tuple[MlflowClient, str]) -> None:
@@ -99,6 +101,20 @@ def test_build_backend_batch_takes_the_config_as_it_is() -> None:
     assert (backend.label_column, backend.entity_column, backend.log) == ("churned", "customer_id", log)
     with pytest.raises(TypeError, match="unexpected keyword argument 'service'"):
         build_backend("batch", {"traffic_uri": "x", "log_root": "y", "service": "z"}, hook)
+
+
+def test_build_backend_batch_reads_version_tags_from_the_registry(
+    registered: tuple[MlflowClient, str],
+) -> None:
+    client, name = registered
+    client.set_model_version_tag(name, "2", EVAL_SET_URI_TAG, "s3://data/eval_sets/v2.parquet")
+    backend = build_backend("batch", {"log_root": "/logs"}, MLflowHook())
+    assert isinstance(backend, BatchCanaryBackend) and backend.version_tags is not None
+    assert backend.version_tags(name, "2")[EVAL_SET_URI_TAG] == "s3://data/eval_sets/v2.parquet"
+    assert backend.traffic(name, "1", "2") == {
+        "traffic_uri": "s3://data/eval_sets/v2.parquet",
+        "traffic_source": EVAL_SET_URI_TAG,
+    }
 
 
 def test_build_backend_kserve_resolves_storage_uris_from_the_registry(

@@ -11,7 +11,12 @@ Rollouts:
   kept as ``previous``;
 - with no champion yet, the first version is promoted at once (nothing to compare with);
 - a version the gate compared with another champion than today's is refused before any traffic moves
-  (``refused``; start it again once the gate has re-run).
+  (``refused``; start it again once the gate has re-run);
+- the champion a rollout started against is recorded, and every start, step and promotion re-checks
+  it: when another version (or none) has become the champion meanwhile, the canary was never compared
+  with it, so the rollout stops: its traffic is removed, the ``canary`` alias deleted, the champion left
+  as it is, and the state records ``refused`` with the reason (start it again once the gate has re-run
+  against the new champion; the new rollout starts from its first step, with no verdict carried over).
 
 State lives in MLflow only, so any task can be retried or the scheduler restarted mid-rollout: aliases
 ``champion``, ``canary`` (and ``previous``), and ONE JSON tag on the canary version,
@@ -263,7 +268,9 @@ class CanaryController:
         different version mid-rollout is rolled back as superseded (as Flagger restarts on a new revision).
 
         :raises ConfigurationError: the gate compared ``version`` with another champion than today's
-            (recorded as ``refused``; nothing else changes), or the strategy's state cannot fit a tag.
+            (recorded as ``refused``; nothing else changes), the strategy's state cannot fit a tag, the
+            backend cannot run the rollout (e.g. no traffic to replay), or the champion changed in the
+            middle of the rollout (stopped, see :meth:`_hold_champion`).
         """
         version = str(version)
         doc = self._read(version)
@@ -280,10 +287,12 @@ class CanaryController:
                 f"v{version} is already the champion",
                 previous=None,
             )
-        if champion is None:
+        if doc["status"] == PROGRESSING:
+            self._hold_champion(version, doc, champion)
+        elif champion is None:
             first = doc | {"status": PROGRESSING, "step": -1, "weight": 0, "steps": steps}
             return self._promote(version, first, "first model: no champion to compare with, promoted at once")
-        if doc["status"] != PROGRESSING:  # a new rollout: checked before anything changes
+        else:  # a new rollout: checked before anything changes
             refusal = self._stale_gate(version, champion)
             if refusal is not None:
                 if doc["status"] != REFUSED or doc["reason"] != refusal:  # a retry adds no second entry
@@ -292,6 +301,8 @@ class CanaryController:
                     self._write(version, refused, "refuse", refusal)
                 raise ConfigurationError(f"Canary {self.name!r} v{version} refused: {refusal}.")
             self._check_fits()
+            if self.backend:
+                self.backend.check(self.name, champion, version)
         current = self.alias(CANARY)
         if current not in (None, version) and self.state(current)["status"] == PROGRESSING:
             self.rollback(current, reason=f"superseded by version {version}")
@@ -299,12 +310,13 @@ class CanaryController:
             if self.alias(CANARY) != version:  # lost, e.g. by a manual edit or a kill after the write
                 self.client.set_registered_model_alias(self.name, CANARY, version)
             return self._public(version, doc)
-        fresh = doc | {
+        fresh = doc | {  # after a refusal too: no verdict of a rollout against another champion is kept
             "status": PROGRESSING,
             "step": -1,
             "weight": 0,
             "steps": list(self.strategy.steps),
             "champion": champion,
+            "verdicts": {},
             "reason": None,
         }
         started = self._write(
@@ -314,7 +326,11 @@ class CanaryController:
         return started
 
     def deploy_step(self, version: str | int, step: int) -> dict[str, Any]:
-        """Move ``version`` to step ``step`` (0-based) once step ``step - 1`` passed; a no-op when there already."""
+        """Move ``version`` to step ``step`` (0-based) once step ``step - 1`` passed; a no-op when there already.
+
+        :raises ConfigurationError: the step is out of order, or the champion changed since the rollout
+            started (the rollout is stopped first, see :meth:`_hold_champion`).
+        """
         version = str(version)
         doc = self._read(version)
         if doc["status"] != PROGRESSING:
@@ -322,6 +338,7 @@ class CanaryController:
                 "Canary %r v%s is %s; step %d not deployed.", self.name, version, doc["status"], step
             )
             return self._public(version, doc)
+        champion = self._hold_champion(version, doc, self.alias(CHAMPION))
         steps = doc["steps"] or list(self.strategy.steps)
         if not 0 <= step < len(steps):
             raise ConfigurationError(
@@ -345,12 +362,6 @@ class CanaryController:
             raise ConfigurationError(
                 f"Canary {self.name!r} v{version}: step {step - 1} has not passed its analysis "
                 f"(verdict: {previous}); refusing to step up."
-            )
-        champion = self.alias(CHAMPION)
-        if champion is None:  # start() found one; it was removed mid-rollout
-            raise ConfigurationError(
-                f"Canary {self.name!r} v{version}: the model has no {CHAMPION!r} alias any more, so there "
-                "is nothing to split traffic with; set it again or roll the canary back."
             )
         weight = int(steps[step])
         evidence = self.backend.set_weight(self.name, champion, version, weight, step) if self.backend else {}
@@ -383,7 +394,11 @@ class CanaryController:
         return dict(state["verdicts"][step])
 
     def promote(self, version: str | int, reason: str = "every step passed its analysis") -> dict[str, Any]:
-        """Canary -> champion; the old champion is kept as ``previous``. Re-running converges."""
+        """Canary -> champion; the old champion is kept as ``previous``. Re-running converges.
+
+        :raises ConfigurationError: the rollout is not progressing, or the champion changed since it
+            started (the rollout is stopped instead, see :meth:`_hold_champion`).
+        """
         version = str(version)
         doc = self._read(version)
         if doc["status"] == PROMOTED:
@@ -392,7 +407,39 @@ class CanaryController:
             raise ConfigurationError(
                 f"Cannot promote {self.name!r} v{version}: its rollout is {doc['status'] or 'not started'}."
             )
+        champion = self.alias(CHAMPION)
+        if champion != version:  # the champion already being the canary: a re-run after the aliases moved
+            self._hold_champion(version, doc, champion)
         return self._promote(version, doc, reason)
+
+    def _hold_champion(self, version: str, doc: dict[str, Any], champion: str | None) -> str:
+        """Return ``champion`` when it is the one the rollout of ``version`` started against; else stop
+        the rollout and raise.
+
+        Its analyses compared the canary with the recorded champion only, so stepping up, or replacing
+        another champion, would rest on no evidence. Stopping leaves the champion as it is: the canary's
+        traffic is removed (the backend serves ``champion`` alone), the ``canary`` alias is deleted, and
+        the state records ``refused`` with the reason. Like a refused start, it is not final: once the
+        gate has compared the version with the new champion, :meth:`start` begins a new rollout.
+        """
+        started = doc["champion"]
+        if champion == started and champion is not None:
+            return champion
+        was, now = (f"v{v}" if v else "none" for v in (started, champion))
+        remedy = f"re-run the gate against {now}" if champion else f"set the {CHAMPION!r} alias again"
+        reason = (
+            f"champion changed mid-rollout: started against {was}, now {now}; the canary was only compared "
+            f"with {was}, so its traffic was removed and the champion left as it is: {remedy}, then start "
+            "again"
+        )
+        if self.backend and champion != version:
+            self.backend.rollback(self.name, champion, version)
+        if self.alias(CANARY) == version:
+            self.client.delete_registered_model_alias(self.name, CANARY)
+        stopped = doc | {"status": REFUSED, "weight": 0, "reason": _clip(reason, REASON_CHARS)}
+        self._write(version, stopped, "refuse", reason, champion=champion, started_against=started)
+        where = f"step {doc['step'] + 1} ({doc['weight']}%)" if doc["step"] >= 0 else "before its first step"
+        raise ConfigurationError(f"Canary {self.name!r} v{version} stopped at {where}: {reason}.")
 
     def _promote(self, version: str, doc: dict[str, Any], reason: str) -> dict[str, Any]:
         champion = self.alias(CHAMPION)

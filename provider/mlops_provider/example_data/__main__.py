@@ -17,8 +17,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=1, help="number of consecutive days (default 1)")
     parser.add_argument("--rows-per-day", type=int, default=1_000, help="customers per day (default 1000)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--epoch",
+        type=dt.date.fromisoformat,
+        default=GeneratorConfig.epoch,
+        help=f"day 0 of the data: the same offset from it gives the same values (default {GeneratorConfig.epoch})",
+    )
     parser.add_argument("--drift-from", type=dt.date.fromisoformat, default=None, help="first drifted day")
     parser.add_argument("--drift-strength", type=float, default=1.0)
+    parser.add_argument(
+        "--concept-shift",
+        type=float,
+        default=1.0,
+        help="from --drift-from, how far churn moves to its new rule (0 keeps the old one; default 1)",
+    )
     parser.add_argument("--label-delay-days", type=int, default=2)
     parser.add_argument("--bad-mode", choices=BAD_MODES, default=None, help="write malformed partitions")
     parser.add_argument(
@@ -32,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = GeneratorConfig(
         rows_per_day=args.rows_per_day,
         seed=args.seed,
+        epoch=args.epoch,
         drift_from=args.drift_from,
         drift_strength=args.drift_strength,
+        concept_shift=args.concept_shift,
         label_delay_days=args.label_delay_days,
         bad_mode=args.bad_mode,
         bad_days=tuple(args.bad_day),

@@ -1,8 +1,10 @@
 """Generate daily partitions of customer activity (features) and churn labels (which arrive later).
 
-Every partition is a pure function of ``(seed, day, rows_per_day, drift_from, drift_strength)``: the
+Every partition is a pure function of the seed, the day's offset from ``epoch`` and the knobs: the
 generator seeds one random stream per day, so day 30 can be written without writing days 1 to 29
-and the same call always writes byte-identical values. Nothing is downloaded.
+and the same call always writes byte-identical values. Only the offset from ``epoch`` matters, not the
+calendar: the days ``epoch + k`` hold the same values for any epoch, but for the timestamps, which move
+with the days. Nothing is downloaded.
 
 Layout under ``landing``::
 
@@ -29,6 +31,7 @@ FIRST_CUSTOMER_ID = 100_000
 
 PLANS = ("basic", "standard", "premium")
 COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR")
+SHIFTED_MARKETS = ("IN", "BR")  # where drift moves customers, and where churn rises after the shift
 
 # column -> (arrow type name, description); the contract the expectation suite enforces.
 ACTIVITY_SCHEMA: dict[str, tuple[str, str]] = {
@@ -75,16 +78,23 @@ class GeneratorConfig:
 
     :param rows_per_day: customers, and so rows, in each daily activity partition (1k to 1M and more).
     :param seed: the base seed; the same seed gives the same data.
-    :param drift_from: first day whose features drift (fewer sessions, more spend, another country mix).
+    :param epoch: day 0 of the data: days are seeded by their offset from it and customers signed up
+        before it, so ``epoch + k`` holds the same values whatever the epoch.
+    :param drift_from: first day whose features drift (fewer sessions, more spend, another country mix)
+        and whose churn follows another rule (see ``concept_shift``).
     :param drift_strength: 0 means no drift, 1 a strong one.
+    :param concept_shift: from ``drift_from`` on, how far churn moves to its new rule (see
+        :func:`churn_probability`); 0 keeps the old rule, 1 is the full change.
     :param label_delay_days: how many days after a snapshot its churn label lands.
     :param bad_mode: one of :data:`BAD_MODES`, applied to the days in ``bad_days`` (all days if empty).
     """
 
     rows_per_day: int = 1_000
     seed: int = 42
+    epoch: dt.date = dt.date(2026, 1, 1)
     drift_from: dt.date | None = None
     drift_strength: float = 1.0
+    concept_shift: float = 1.0
     label_delay_days: int = 2
     bad_mode: str | None = None
     bad_days: tuple[dt.date, ...] = field(default_factory=tuple)
@@ -96,6 +106,16 @@ class GeneratorConfig:
             raise ValueError(f"unknown bad_mode {self.bad_mode!r}; choose one of {', '.join(BAD_MODES)}")
         if self.label_delay_days < 0:
             raise ValueError("label_delay_days must be >= 0")
+        if self.concept_shift < 0:
+            raise ValueError(f"concept_shift must be >= 0, got {self.concept_shift}")
+
+    def drifted(self, day: dt.date) -> bool:
+        """Whether ``day`` is on or after ``drift_from``."""
+        return self.drift_from is not None and day >= self.drift_from
+
+    def shift_on(self, day: dt.date) -> float:
+        """The concept shift in force for a snapshot taken on ``day`` (0 before ``drift_from``)."""
+        return self.concept_shift if self.drifted(day) else 0.0
 
 
 def partition_path(root: str | Path, dataset: str, day: dt.date) -> Path:
@@ -103,11 +123,13 @@ def partition_path(root: str | Path, dataset: str, day: dt.date) -> Path:
     return Path(root) / dataset / f"date={day.isoformat()}" / PART_FILE
 
 
-def _day_rng(seed: int, day: dt.date, stream: str) -> np.random.Generator:
+def _day_rng(cfg: GeneratorConfig, day: dt.date, stream: str) -> np.random.Generator:
     import numpy as np
 
+    # Seed entropy must be non-negative: "% 2**32" maps days before the epoch there, one to one.
+    offset = (day - cfg.epoch).days % 2**32
     # crc32 rather than hash(): Python salts str hashes per process, which would break determinism.
-    return np.random.default_rng([seed, day.toordinal(), zlib.crc32(stream.encode())])
+    return np.random.default_rng([cfg.seed, offset, zlib.crc32(stream.encode())])
 
 
 def _customers(cfg: GeneratorConfig) -> dict[str, Any]:
@@ -120,7 +142,7 @@ def _customers(cfg: GeneratorConfig) -> dict[str, Any]:
         "customer_id": np.arange(FIRST_CUSTOMER_ID, FIRST_CUSTOMER_ID + n, dtype=np.int64),
         "plan_idx": rng.choice(len(PLANS), size=n, p=[0.5, 0.35, 0.15]),
         "country_idx": rng.choice(len(COUNTRIES), size=n, p=[0.35, 0.15, 0.15, 0.15, 0.1, 0.1]),
-        "signup_ordinal": rng.integers(dt.date(2017, 1, 1).toordinal(), dt.date(2025, 12, 31).toordinal(), n),
+        "signup_days_before_epoch": rng.integers(2, 9 * 365, n),  # 2 days to 9 years
         "engagement": rng.gamma(2.0, 1.0, size=n),  # latent trait that drives activity and churn
     }
 
@@ -130,15 +152,15 @@ def activity_columns(cfg: GeneratorConfig, day: dt.date) -> dict[str, Any]:
     import numpy as np
 
     base = _customers(cfg)
-    rng = _day_rng(cfg.seed, day, ACTIVITY_DATASET)
+    rng = _day_rng(cfg, day, ACTIVITY_DATASET)
     n = cfg.rows_per_day
-    drift = cfg.drift_strength if cfg.drift_from is not None and day >= cfg.drift_from else 0.0
+    drift = cfg.drift_strength if cfg.drifted(day) else 0.0
 
     country_idx = base["country_idx"].copy()
     if drift:
         # Drift moves a share of customers to the two smallest markets.
         moved = rng.random(n) < 0.4 * drift
-        country_idx[moved] = rng.choice([4, 5], size=int(moved.sum()))
+        country_idx[moved] = rng.choice([COUNTRIES.index(c) for c in SHIFTED_MARKETS], size=int(moved.sum()))
     engagement = base["engagement"] * (1.0 - 0.45 * drift)
     sessions = rng.poisson(engagement * 6.0 + 0.5)
     minutes = np.clip(rng.gamma(2.0, 1.0, n) * sessions * 14.0, 0, 10_080)
@@ -148,13 +170,14 @@ def activity_columns(cfg: GeneratorConfig, day: dt.date) -> dict[str, Any]:
     failed = rng.poisson(0.15, n)
     last_login = np.minimum(rng.geometric(np.clip(engagement / 3.0, 0.05, 0.95)) - 1, 3650)
     seconds = rng.integers(0, 86_400, n)
+    tenure = (day - cfg.epoch).days + base["signup_days_before_epoch"]
     midnight_us = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000
     return {
         "customer_id": base["customer_id"],
         "event_timestamp": midnight_us + seconds.astype(np.int64) * 1_000_000,
         "plan": np.array(PLANS, dtype=object)[base["plan_idx"]],
         "country": np.array(COUNTRIES, dtype=object)[country_idx],
-        "tenure_days": np.clip(day.toordinal() - base["signup_ordinal"], 0, 3650).astype(np.int64),
+        "tenure_days": np.clip(tenure, 0, 3650).astype(np.int64),
         "sessions_7d": np.minimum(sessions, 500).astype(np.int64),
         "minutes_watched_7d": np.round(minutes, 1),
         "spend_30d": spend,
@@ -164,8 +187,16 @@ def activity_columns(cfg: GeneratorConfig, day: dt.date) -> dict[str, Any]:
     }
 
 
-def churn_probability(columns: dict[str, Any]) -> Any:
-    """The ground-truth churn model; a trained model should approach its AUC."""
+def churn_probability(columns: dict[str, Any], shift: float = 0.0) -> Any:
+    """The ground-truth churn probability of each row; a trained model can approach its AUC, not beat it.
+
+    Before the concept shift (``shift=0``) churn rises with failed payments, support tickets and days
+    since the last login, and falls with sessions, the premium plan and tenure. The shift adds
+    ``shift * (1.0 * in_IN_or_BR + 0.05 * (spend_30d - 25) + 0.08 * sessions_7d - 0.8)`` to the logit:
+    customers in the IN and BR markets churn much more, spend starts to matter (a price rise), and the
+    protective effect of sessions all but vanishes at ``shift=1`` (-0.04 per session; it reverses
+    above 1.5). Days before the shift teach a model none of this.
+    """
     import numpy as np
 
     premium = columns["plan"] == "premium"
@@ -178,6 +209,11 @@ def churn_probability(columns: dict[str, Any]) -> Any:
         - 0.6 * premium
         - 0.0002 * columns["tenure_days"]
     )
+    if shift:
+        new_market = np.isin(columns["country"], SHIFTED_MARKETS)
+        logit = logit + shift * (
+            1.0 * new_market + 0.05 * (columns["spend_30d"] - 25.0) + 0.08 * columns["sessions_7d"] - 0.8
+        )
     return 1.0 / (1.0 + np.exp(-logit))
 
 
@@ -193,15 +229,16 @@ def activity_table(cfg: GeneratorConfig, day: dt.date) -> pa.Table:
     return pa.table(arrays)
 
 
-def labels_table(cfg: GeneratorConfig, day: dt.date) -> pa.Table | None:
+def labels_table(cfg: GeneratorConfig, day: dt.date) -> pa.Table:
     """Return the labels that land on ``day`` (for the snapshot ``label_delay_days`` earlier)."""
     import numpy as np
     import pyarrow as pa
 
     snapshot_day = day - dt.timedelta(days=cfg.label_delay_days)
     cols = activity_columns(cfg, snapshot_day)
-    rng = _day_rng(cfg.seed, snapshot_day, LABELS_DATASET)
-    churned = (rng.random(cfg.rows_per_day) < churn_probability(cols)).astype(np.int64)
+    rng = _day_rng(cfg, snapshot_day, LABELS_DATASET)
+    probability = churn_probability(cols, shift=cfg.shift_on(snapshot_day))
+    churned = (rng.random(cfg.rows_per_day) < probability).astype(np.int64)
     midnight_us = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1_000_000
     ts = _arrow_type("timestamp[us, tz=UTC]")
     return pa.table(
@@ -291,12 +328,10 @@ def write_day(cfg: GeneratorConfig, landing: str | Path, day: dt.date) -> dict[s
         written["activity"] = str(activity_file)
     elif activity_file.exists():
         activity_file.unlink()
-    labels = labels_table(cfg, day)
-    if labels is not None:
-        labels_file = partition_path(landing, LABELS_DATASET, day)
-        labels_file.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(labels, labels_file)
-        written["labels"] = str(labels_file)
+    labels_file = partition_path(landing, LABELS_DATASET, day)
+    labels_file.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(labels_table(cfg, day), labels_file)
+    written["labels"] = str(labels_file)
     return written
 
 

@@ -22,6 +22,7 @@ from mlops_provider.exceptions import ConfigurationError, DataNotFound
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.fs as pafs
     from great_expectations import ExpectationSuite
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -107,6 +108,10 @@ class GXHook(BaseHook):
     def read_batch(self, uri: str) -> pd.DataFrame:
         """Read a parquet file or directory, or a CSV file, from a local path or an ``s3://`` URI.
 
+        Integer columns with nulls become pandas' nullable integers (``Int64``...), not float64, so the
+        file's type passes ``expect_column_values_to_be_of_type`` and the null rule decides about the
+        nulls; every other column converts as pyarrow's ``to_pandas`` does.
+
         :param uri: where the batch lives; ``.csv`` files are read as CSV, everything else as parquet.
         :return: the batch as a pandas DataFrame.
         :raises DataNotFound: nothing exists at ``uri``.
@@ -128,7 +133,7 @@ class GXHook(BaseHook):
                 table = pq.read_table(path, filesystem=fs)
         except (pa.ArrowException, ValueError) as err:
             raise ValueError(f"cannot read {uri}: {err}") from err
-        return table.to_pandas()
+        return _to_pandas(table)
 
     def sqlalchemy_url(self) -> str:
         """Return the SQLAlchemy URL of ``conn_id``, password included (never log it)."""
@@ -250,6 +255,24 @@ class GXHook(BaseHook):
         return (
             report_path if "://" not in destination else f"{destination.rstrip('/')}/validation_report.json"
         )
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """``table.to_pandas()``, except integer columns holding nulls, which keep an integer dtype.
+
+    GX's type rule compares the numpy type, and ``Int64Dtype().type`` is ``numpy.int64``. Columns
+    without nulls stay numpy integers: a few GX aggregates (e.g. KL divergence) fail on nullable ones.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = table.to_pandas()
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_integer(column.type) and column.null_count:
+            # int32 -> Int32, uint8 -> UInt8...: the nullable integer of the same width.
+            nullable = pd.Series([], dtype=column.type.to_pandas_dtype()).convert_dtypes().dtype
+            frame[name] = column.to_pandas(types_mapper={column.type: nullable}.get)
+    return frame
 
 
 def _import_gx() -> Any:

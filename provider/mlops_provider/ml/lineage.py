@@ -35,9 +35,10 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def data_fingerprint(uri: str, local_copy: Path) -> str:
-    """``<uri>@sha256:<hex>`` of a training set whose bytes are at ``local_copy``."""
-    return f"{uri}@sha256:{file_sha256(local_copy)}"
+def data_fingerprint(local_copy: Path) -> str:
+    """``sha256:<hex>`` of a data set whose bytes are at ``local_copy``: its content only. Never its URI,
+    which holds the day: the same rows written for another day, or moved, are the same data."""
+    return f"sha256:{file_sha256(local_copy)}"
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:

@@ -32,12 +32,39 @@ class CanaryDeployOperator(CanaryTask):
     then this task. ``step`` (0-based) is deployed once the previous step's analysis passed; when the
     rollout is already there or finished, nothing changes.
 
+    Every start and step re-checks that the champion is still the one the rollout started against. When
+    it changed mid-rollout, the rollout stops: the canary's traffic is removed, the ``canary`` alias
+    deleted, the champion left as it is, the state records ``refused`` with the reason, and the task
+    fails with it (a ``ConfigurationError``): re-run the gate against the new champion, then start again.
+
     :param name: registered model name.
     :param version: the version to roll out; default the ``canary``, else the ``challenger`` alias.
     :param step: the strategy step to deploy; None only starts the rollout.
     :param backend: ``batch`` or ``kserve``.
-    :param backend_config: the backend's settings (see :mod:`mlops_provider.canary.backends`).
-    :param strategy: the rollout strategy as a dict (see :class:`~mlops_provider.canary.CanaryStrategy`).
+    :param backend_config: the backend's settings, a dict (or its JSON); unknown keys are refused.
+
+        ``batch``:
+
+        - ``log_root`` (required): where the per-step prediction logs go;
+        - ``traffic_uri`` (default None: the version's own held-out evaluation set, the URI in its
+          ``mlops.eval_set_uri`` tag; without that tag the start fails before any traffic moves): a
+          parquet file, directory or local glob (newest match) of labelled rows neither model trained on;
+        - ``entity_column`` (default ``customer_id``): the key traffic is split and polls are sliced on;
+        - ``label_column`` (default None: no quality checks): the label of the replayed rows;
+        - ``request_rows`` (default 256): rows per model request.
+
+        ``kserve``:
+
+        - ``service``, ``namespace`` (required): the InferenceService;
+        - ``kubernetes_conn_id`` (default ``kubernetes_default``);
+        - ``prometheus_conn_id`` (default ``prometheus_default``);
+        - ``prometheus_url`` (default None: the connection's host);
+        - ``render`` (default ``{}``): more arguments of
+          :func:`~mlops_provider.canary.backends.kserve.render_inference_service` (``model_format``
+          ``mlflow``, ``protocol_version`` ``v2``, ``service_account_name``, ``resources``, ``labels``,
+          ``annotations``).
+    :param strategy: the rollout strategy as a dict (see :class:`~mlops_provider.canary.CanaryStrategy`;
+        ``min_samples`` and ``min_positives`` set the evidence a quality check needs).
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"name", "version", "status", "step", "weight", "reason"}``.
     """
@@ -74,7 +101,9 @@ class PromoteModelOperator(CanaryTask):
     """Promote the canary: ``champion`` moves to it, the old champion becomes ``previous``.
 
     Idempotent: promoting a promoted version changes nothing. Give the task
-    ``outlets=[model_alias_asset(name, "champion")]`` so downstream DAGs can schedule on it.
+    ``outlets=[model_alias_asset(name, "champion")]`` so downstream DAGs can schedule on it. When the
+    champion is no longer the one the rollout started against, nothing is promoted: the rollout stops
+    as in :class:`CanaryDeployOperator` and the task fails with the reason.
 
     :return: the rollout summary, ``status`` = ``promoted``.
     """

@@ -7,6 +7,7 @@ one partition file, materialize rewrites the same online rows, and a training se
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -206,13 +207,14 @@ def _training_set_fingerprint(uri: str, table: pa.Table) -> str:
         local = Path(uri) if "://" not in uri else Path(tmp) / "training_set.parquet"
         if local.parent == Path(tmp):
             pq.write_table(table, local)  # the same bytes: pyarrow writes deterministically
-        return data_fingerprint(uri, local)
+        return data_fingerprint(local)
 
 
 class FeastHistoricalFeaturesOperator(_FeastOperator):
     """Build a point-in-time correct training set from a feature service and write it as one parquet file.
 
     ``entity_df`` is a parquet file, a directory of parquet files (partition folders included), a glob,
+    a list of parquet files (or its JSON text, as a template renders it: one file per day of a window),
     or a SQL query (starting with SELECT or WITH) run through ``entity_df_conn_id``'s DB-API hook; each
     row's features are the latest snapshot at or before its timestamp (within the view's TTL).
 
@@ -247,7 +249,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         self,
         *,
         feature_service: str,
-        entity_df: str,
+        entity_df: str | list[str],
         output_uri: str,
         event_timestamp_column: str = "event_timestamp",
         entity_columns: list[str] | None = None,
@@ -322,8 +324,11 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         )
 
     def _load_entity_df(self) -> pd.DataFrame:
-        source = self.entity_df.strip()
-        frame = self._query(source) if source.lower().startswith(SQL_PREFIXES) else self._read_parquet(source)
+        source = self._entity_files()
+        if isinstance(source, str) and source.lower().startswith(SQL_PREFIXES):
+            frame = self._query(source)
+        else:
+            frame = self._read_parquet(source)
         ts = self.event_timestamp_column
         if ts not in frame.columns:
             raise ConfigurationError(
@@ -347,23 +352,53 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
             )
         return frame
 
+    def _entity_files(self) -> str | list[str]:
+        """The SQL text or path/glob as given, or the list of files (also from its JSON text)."""
+        source = self.entity_df
+        if isinstance(source, str) and source.strip().startswith("["):
+            try:
+                source = json.loads(source)
+            except ValueError:
+                raise ConfigurationError(
+                    f"entity_df {source!r} is neither a path nor a JSON list of files"
+                ) from None
+        if isinstance(source, str):
+            return source.strip()
+        if not source or not all(isinstance(item, str) for item in source):
+            raise DataNotFound(
+                f"entity_df {source!r} names no parquet file; check the window it was built for."
+            )
+        return list(source)
+
     def _describe(self) -> str:
+        source = self._entity_files()
         return (
-            "(SQL query)" if self.entity_df.strip().lower().startswith(SQL_PREFIXES) else repr(self.entity_df)
+            "(SQL query)"
+            if isinstance(source, str) and source.lower().startswith(SQL_PREFIXES)
+            else repr(source)
         )
 
-    def _read_parquet(self, source: str) -> pd.DataFrame:
+    def _read_parquet(self, source: str | list[str]) -> pd.DataFrame:
         import pyarrow.dataset as ds
         from airflow.sdk import ObjectStoragePath  # fsspec/upath: not on the DAG-parse path
 
-        path = ObjectStoragePath(source)
         files: Any
-        if any(ch in source for ch in "*?["):
-            files = sorted(path.fs.glob(path.path))
-        elif path.exists():
-            files = path.path
+        if isinstance(source, list):
+            paths = [ObjectStoragePath(item) for item in source]
+            absent = [item for item, p in zip(source, paths, strict=True) if not p.is_file()]
+            if absent:
+                raise DataNotFound(
+                    f"entity_df files {absent} do not exist; check the path or re-run their producer."
+                )
+            path, files = paths[0], [p.path for p in paths]
         else:
-            files = []
+            path = ObjectStoragePath(source)
+            if any(ch in source for ch in "*?["):
+                files = sorted(path.fs.glob(path.path))
+            elif path.exists():
+                files = path.path
+            else:
+                files = []
         if not files:
             raise DataNotFound(f"entity_df {source!r} matches no parquet file; check the path or glob.")
         # No partitioning: folder names like date=... must not become extra training columns.

@@ -57,6 +57,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
     connection, so nothing secret can land in the pod spec, the task log or XCom.
 
     :param training_set_uri: parquet training set, usually ``s3://...``. (templated)
+    :param evaluation_set_uri: optional held-out parquet set scored by the kept model (``eval_*``
+        metrics), never fitted or early-stopped on; None or empty for none. (templated)
     :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
     :param hyperparameters: merged over the trainer's defaults. (templated)
     :param experiment: MLflow experiment name. (templated)
@@ -84,6 +86,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
     template_fields: Sequence[str] = (
         *KubernetesPodOperator.template_fields,
         "training_set_uri",
+        "evaluation_set_uri",
         "label_column",
         "hyperparameters",
         "experiment",
@@ -100,6 +103,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         experiment: str,
         hyperparameters: dict[str, Any] | None = None,
         id_columns: list[str] | str | None = None,
+        evaluation_set_uri: str | None = None,
         image: str = DEFAULT_IMAGE,
         gpus: int = 1,
         gpu_resource: str = "nvidia.com/gpu",
@@ -171,6 +175,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         self.hyperparameters = hyperparameters
         self.experiment = experiment
         self.id_columns = id_columns
+        self.evaluation_set_uri = evaluation_set_uri
         self.gpus = gpus
         self.mlflow_conn_id = mlflow_conn_id
         self.tracking_uri = tracking_uri
@@ -185,6 +190,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
             experiment=self.experiment,
             hyperparameters=self.hyperparameters,
             id_columns=self.id_columns,
+            evaluation_set_uri=self.evaluation_set_uri,
         )
         # KPO converts self.env_vars in place, so rebuild from the user's list on every call.
         self.env_vars = [*_as_env_list(self._user_env_vars), *self._trainer_env()]

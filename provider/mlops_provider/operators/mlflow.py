@@ -411,7 +411,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     :param name: registered model name.
     :param version: candidate version.
     :param eval_data_uri: held-out parquet file or directory (local or ``s3://``) with the label column.
-    :param label: label column (0/1).
+    :param label: the label column of the held-out data (0/1); required, the provider assumes no dataset.
     :param thresholds: absolute bounds on the candidate: metric -> ``{"threshold", "greater_is_better"}``;
         metrics: roc_auc, accuracy, f1, precision, recall, log_loss. ``min_absolute_change`` and
         ``min_relative_change`` are accepted for compatibility and ignored (logged): the champion
@@ -456,8 +456,8 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         name: str,
         version: str | int,
         eval_data_uri: str,
+        label: str,
         thresholds: dict[str, dict[str, Any]] | None = None,
-        label: str = "churned",
         primary_metric: str = "roc_auc",
         tolerance: float = 0.005,
         confidence: float = 0.95,

@@ -42,6 +42,9 @@ class TrainModelOperator(BaseOperator):
     :param backend: ``"local"`` or ``"kubernetes"``; shipped DAGs template it from the
         ``training_backend`` param (Airflow Variable ``mlops_training_backend``, default local).
     :param training_set_uri: parquet training set, local path or ``s3://``. (templated)
+    :param evaluation_set_uri: optional held-out parquet set with the training set's columns, e.g. the
+        window after the training window; the trainer scores the kept model on it (``eval_*`` metrics)
+        and never fits or early-stops on it. None or empty for none. (templated)
     :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
     :param hyperparameters: merged over the trainer's defaults; see docs/training.md. (templated)
     :param experiment: MLflow experiment name. (templated)
@@ -57,6 +60,7 @@ class TrainModelOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "backend",
         "training_set_uri",
+        "evaluation_set_uri",
         "label_column",
         "hyperparameters",
         "experiment",
@@ -75,6 +79,7 @@ class TrainModelOperator(BaseOperator):
         backend: str = "local",
         hyperparameters: dict[str, Any] | str | None = None,
         id_columns: list[str] | str | None = None,
+        evaluation_set_uri: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         kubernetes_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -86,6 +91,7 @@ class TrainModelOperator(BaseOperator):
         self.hyperparameters = hyperparameters
         self.experiment = experiment
         self.id_columns = id_columns
+        self.evaluation_set_uri = evaluation_set_uri
         self.mlflow_conn_id = mlflow_conn_id
         self.kubernetes_kwargs = kubernetes_kwargs
         self._process: subprocess.Popen[str] | None = None
@@ -118,6 +124,7 @@ class TrainModelOperator(BaseOperator):
             hyperparameters=as_dict(self.hyperparameters),
             experiment=self.experiment,
             id_columns=self.id_columns,
+            evaluation_set_uri=self.evaluation_set_uri,
             mlflow_conn_id=self.mlflow_conn_id,
             **as_dict(self.kubernetes_kwargs),
         )
@@ -131,6 +138,7 @@ class TrainModelOperator(BaseOperator):
                 experiment=self.experiment,
                 hyperparameters=self.hyperparameters,
                 id_columns=self.id_columns,
+                evaluation_set_uri=self.evaluation_set_uri,
             ),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **MLflowHook(self.mlflow_conn_id).process_env()}
@@ -162,7 +170,7 @@ class TrainModelOperator(BaseOperator):
         where = f"trainer on {self.training_set_uri} (task {self.task_id})"
         if code == EXIT_BAD_INPUT:
             raise TrainingInputRejected(
-                f"{where} refused the training set; fix the data, then re-run:\n{tail}"
+                f"{where} refused the training or evaluation set; fix the data, then re-run:\n{tail}"
             )
         if code != 0:
             raise TrainingFailed(f"{where} exited with code {code}; last lines:\n{tail}")

@@ -29,6 +29,7 @@ from mlops_provider.constants import (
 )
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.hooks.mlflow_client import filter_literal
+from mlops_provider.trainer import EPOCH_METRIC_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -106,7 +107,12 @@ def _version(
     client: MlflowClient, hook: MLflowHook, controller: CanaryController, version: str, aliases: list[str]
 ) -> dict[str, Any]:
     """One version: ``{"version", "aliases", "status", "created", "url", "run_id", "run_url", "metrics",
-    "gate", "lineage", "dag_run", "canary"}``."""
+    "gate", "lineage", "dag_run", "canary"}``.
+
+    ``metrics`` are the training run's summary metrics, without the per-epoch curves (whose latest value
+    is the last epoch's, not the kept model's); their prefixes say which rows produced them
+    (:mod:`mlops_provider.trainer`: ``eval_`` held out, ``early_stop_`` the slice that picked the epoch).
+    """
     from mlflow.exceptions import MlflowException
 
     mv = client.get_model_version(controller.name, version)
@@ -119,7 +125,9 @@ def _version(
             if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
                 raise
         else:
-            metrics = dict(sorted(run.data.metrics.items()))
+            metrics = {
+                k: v for k, v in sorted(run.data.metrics.items()) if not k.startswith(EPOCH_METRIC_PREFIX)
+            }
             run_url = hook.ui_url_for_run(run_id, run.info.experiment_id)
     gate = {
         k.removeprefix(GATE_TAG): v

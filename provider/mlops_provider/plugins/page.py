@@ -10,6 +10,8 @@ import html
 import math
 from typing import Any
 
+from mlops_provider.trainer import BEST_EPOCH_METRIC, EARLY_STOP_METRIC_PREFIX, EVAL_METRIC_PREFIX
+
 # Colours of a rollout event, by the controller's action names (mlops_provider.canary).
 _ACTION_COLOURS = {
     "promote": "#2e7d32",
@@ -121,8 +123,9 @@ def _model(model: dict[str, Any], airflow_root: str) -> str:
     if model["versions"]:
         rows = "\n".join(_version_row(v, airflow_root) for v in model["versions"])
         parts.append(
-            '<table class="versions"><thead><tr><th>Version</th><th>Metrics</th><th>Gate</th>'
-            f"<th>Lineage</th><th>Canary</th></tr></thead><tbody>\n{rows}\n</tbody></table>"
+            '<table class="versions"><thead><tr><th>Version</th><th>Held-out evidence</th>'
+            "<th>Training run</th><th>Lineage</th><th>Canary</th></tr></thead>"
+            f"<tbody>\n{rows}\n</tbody></table>"
         )
     else:
         parts.append('<p class="muted">No version registered yet.</p>')
@@ -154,19 +157,8 @@ def _version_row(version: dict[str, Any], airflow_root: str) -> str:
         f"{badges}<br><strong>v{_e(version['version'])}</strong> {_mlflow_link(version['url'], 'MLflow')}"
         f'<br><span class="muted">{_e(version["status"])}, {_e(version["created"] or "")}</span>'
     )
-    metrics = {k: _num(v) for k, v in version["metrics"].items()}
+    held_out, training = _metric_groups(version["metrics"])
     run = _mlflow_link(version["run_url"], "training run") if version["run_id"] else ""
-    gate = dict(version["gate"])
-    decision = gate.pop("decision", None)
-    gate_html = (
-        (
-            f'<span class="{_e(decision)}">{_e(decision)}</span>'
-            if decision
-            else '<span class="muted">not gated</span>'
-        )
-        + _gate_evidence(gate)
-        + _dl(gate)
-    )
     lineage = dict(version["lineage"])
     dag_run = version["dag_run"]
     if dag_run:
@@ -182,9 +174,59 @@ def _version_row(version: dict[str, Any], airflow_root: str) -> str:
         else '<span class="muted">never rolled out</span>'
     )
     return (
-        f'<tr data-version="{_e(version["version"])}"><td>{head}</td><td class="metrics">{_dl(metrics)}{run}</td>'
-        f"<td>{gate_html}</td><td>{_dl(ordered, trusted)}</td><td>{canary_html}</td></tr>"
+        f'<tr data-version="{_e(version["version"])}"><td>{head}</td>'
+        f'<td class="held-out">{_gate(version["gate"])}{held_out}</td>'
+        f'<td class="metrics">{training}{run}</td><td>{_dl(ordered, trusted)}</td><td>{canary_html}</td></tr>'
     )
+
+
+def _gate(tags: dict[str, Any]) -> str:
+    """The gate's decision, its evidence line, then its other tags."""
+    gate = dict(tags)
+    decision = gate.pop("decision", None)
+    verdict = (
+        f'<span class="{_e(decision)}">{_e(decision)}</span>'
+        if decision
+        else '<span class="muted">not gated</span>'
+    )
+    return f"<strong>Gate</strong>: {verdict}{_gate_evidence(gate)}{_dl(gate)}"
+
+
+def _metric_groups(metrics: dict[str, Any]) -> tuple[str, str]:
+    """The run's metrics as HTML: (the evaluation set's, held out; early stopping's, then the rest)."""
+    held_out: dict[str, Any] = {}
+    early: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if name.startswith(EVAL_METRIC_PREFIX):
+            held_out[name.removeprefix(EVAL_METRIC_PREFIX)] = value
+        elif name.startswith(EARLY_STOP_METRIC_PREFIX) or name == BEST_EPOCH_METRIC:
+            early[name.removeprefix(EARLY_STOP_METRIC_PREFIX)] = value
+        else:
+            other[name] = value
+    evaluation = (
+        f'<br><strong>Evaluation set</strong> <span class="muted">(trainer, held out)</span>{_metrics_dl(held_out)}'
+        if held_out
+        else '<br><span class="muted">no evaluation set in the training run</span>'
+    )
+    training = _metrics_dl(other)
+    if early:
+        training = (
+            '<strong>Early stopping</strong> <span class="muted">(the slice of the training window that '
+            f"picked the epoch; not held out)</span>{_metrics_dl(early)}{training}"
+        )
+    return evaluation, training
+
+
+# Metrics listed first, in this order (names without their prefix); the others follow by name.
+_METRIC_ORDER = ("roc_auc", "log_loss", "rows", "positives", BEST_EPOCH_METRIC)
+
+
+def _metrics_dl(metrics: dict[str, Any]) -> str:
+    def rank(name: str) -> tuple[int, str]:
+        return (_METRIC_ORDER.index(name) if name in _METRIC_ORDER else len(_METRIC_ORDER), name)
+
+    return _dl({name: _num(metrics[name]) for name in sorted(metrics, key=rank)})
 
 
 # Gate tags shown as one line of evidence instead of one row each.

@@ -108,9 +108,13 @@ class CanaryAnalysisSensor(CanaryTask):
         if state["status"] in (None, REFUSED):
             from mlops_provider.exceptions import ConfigurationError
 
-            refused = f" (its start was refused: {state['reason']})" if state["status"] == REFUSED else ""
+            if state["status"] == REFUSED:  # at its start, or stopped mid-rollout (the champion changed)
+                raise ConfigurationError(
+                    f"{self.name!r} v{state['version']} has no rollout in progress, it was refused: "
+                    f"{state['reason']}."
+                )
             raise ConfigurationError(
-                f"{self.name!r} v{state['version']} has no rollout{refused}; deploy a step first."
+                f"{self.name!r} v{state['version']} has no rollout; deploy a step first."
             )
         if step in state["verdicts"]:
             self.log.info(

@@ -1,6 +1,6 @@
 """Command line of the trainer: check the data, then train and log one MLflow run.
 
-Exit codes: 0 trained, 2 bad command line, 3 a training set or hyperparameters it refuses,
+Exit codes: 0 trained, 2 bad command line, 3 a training or evaluation set or hyperparameters it refuses,
 1 anything else (the run, if one started, is marked FAILED).
 """
 
@@ -49,6 +49,12 @@ def parser() -> argparse.ArgumentParser:
         "--id-columns",
         default="",
         help="comma-separated entity keys and other bookkeeping columns that are not features (default none)",
+    )
+    cli.add_argument(
+        "--evaluation-set",
+        default=None,
+        help="held-out parquet file or directory, local or s3://, with the training set's columns; scored "
+        "once with the kept weights (eval_* metrics), never used to fit or to stop (default none)",
     )
     cli.add_argument("--hyperparameters", default="{}", help="JSON object merged over the defaults")
     for name, value in DEFAULT_HYPERPARAMETERS.items():
@@ -106,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         training_set = data.load(
             args.training_set, args.label, args.timestamp_column, hyperparameters["val_fraction"], id_columns
         )
+        evaluation_set = (
+            data.load_evaluation(args.evaluation_set, training_set) if args.evaluation_set else None
+        )
     except (data.TrainingDataError, BadHyperparameters) as error:
         log.error("refusing to train: %s", error)
         return EXIT_BAD_INPUT
@@ -117,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
 
         defer_feast_request_headers()  # the trainer image need not import feast to talk to MLflow
         result = train_and_log(
-            training_set, hyperparameters, args.experiment, code_version(), hyperparameters_hash(given)
+            training_set,
+            hyperparameters,
+            args.experiment,
+            code_version(),
+            hyperparameters_hash(given),
+            evaluation_set,
         )
     except Exception:
         log.exception("training failed; the MLflow run (if any) is marked FAILED")

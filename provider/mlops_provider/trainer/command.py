@@ -21,6 +21,7 @@ def trainer_command(
     experiment: str,
     hyperparameters: dict[str, Any] | str | None = None,
     id_columns: Sequence[str] | str | None = None,
+    evaluation_set_uri: str | None = None,
 ) -> list[str]:
     """Return the trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
 
@@ -32,11 +33,15 @@ def trainer_command(
     :param experiment: MLflow experiment name.
     :param id_columns: entity keys and other bookkeeping columns that are not features (a list, or its
         comma-separated or JSON rendering by a template).
+    :param evaluation_set_uri: held-out parquet file or directory scored with the kept weights
+        (``eval_*`` metrics); None or an empty string for none, and then the flag is left out.
     """
     # Flag and value on one line each, as a reader of the pod spec sees them.
+    evaluation = ("--evaluation-set", evaluation_set_uri) if evaluation_set_uri else ()
     return [
         *("-m", "mlops_provider.trainer"),
         *("--training-set", training_set_uri),
+        *evaluation,
         *("--label", label),
         *("--experiment", experiment),
         *("--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True)),

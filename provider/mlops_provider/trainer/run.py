@@ -1,4 +1,9 @@
-"""One MLflow run: params and tags, per-epoch metrics, final metrics, reference stats and the model."""
+"""One MLflow run: params and tags, per-epoch curves, the kept model's metrics, reference stats and the model.
+
+Metric names say which rows produced them (prefixes in :mod:`mlops_provider.trainer`):
+``eval_*`` the optional evaluation set, the only held-out figures; ``early_stop_*`` the slice that
+picked the best epoch, at that epoch; ``epoch_*`` the per-epoch curves (step = epoch).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,23 @@ from typing import Any
 import mlflow
 import torch
 
+from mlops_provider.constants import (
+    CODE_VERSION_TAG,
+    DATA_FINGERPRINT_TAG,
+    EVAL_SET_URI_TAG,
+    HYPERPARAMETERS_HASH_TAG,
+    TRAINING_SET_URI_TAG,
+)
+from mlops_provider.trainer import (
+    BEST_EPOCH_METRIC,
+    EARLY_STOP_METRIC_PREFIX,
+    EPOCH_METRIC_PREFIX,
+    EVAL_METRIC_PREFIX,
+    serving,
+    train,
+)
 from mlops_provider.trainer import model as model_lib
-from mlops_provider.trainer import serving, train
-from mlops_provider.trainer.data import TrainingSet
+from mlops_provider.trainer.data import EvaluationSet, TrainingSet, time_range
 
 log = logging.getLogger("mlops_provider.trainer")
 # Enough rows for stable drift tests (PSI bins, KS, chi-squared) while the artifact stays a few MB.
@@ -31,12 +50,16 @@ def train_and_log(
     experiment: str,
     code_version: str,
     hyperparameters_hash: str,
+    evaluation: EvaluationSet | None = None,
 ) -> dict[str, Any]:
     """Train on ``data`` and log everything to the active tracking URI (MLFLOW_TRACKING_URI).
 
     Leaving the ``start_run`` block with an exception ends the run as FAILED, never FINISHED.
 
-    :return: ``{"run_id", "model_uri", "metrics"}``, the trainer's XCom contract.
+    :param evaluation: held-out rows scored once with the kept weights (``eval_*`` metrics); never
+        used to fit or to stop.
+    :return: ``{"run_id", "model_uri", "metrics"}``, the trainer's XCom contract; ``metrics`` are the
+        run's summary metrics (``best_epoch``, ``early_stop_*``, ``eval_*``), not the per-epoch curves.
     """
     hp = hyperparameters
     train.seed_everything(hp["seed"])
@@ -49,39 +72,36 @@ def train_and_log(
     network = serving.TabularMLP(**spec["architecture"]).to(device)
     mlflow.set_experiment(experiment)
     tags = {
-        "mlops.data_fingerprint": data.fingerprint,
-        "mlops.training_set_uri": data.fingerprint.rsplit("@sha256:", 1)[0],
-        "mlops.code_version": code_version,
-        "mlops.hyperparameters_hash": hyperparameters_hash,
+        DATA_FINGERPRINT_TAG: data.fingerprint,
+        TRAINING_SET_URI_TAG: data.uri,
+        CODE_VERSION_TAG: code_version,
+        HYPERPARAMETERS_HASH_TAG: hyperparameters_hash,
     }
+    if evaluation is not None:
+        tags[EVAL_SET_URI_TAG] = evaluation.uri
     with mlflow.start_run(tags=tags) as run:
         log.info(
-            "MLflow run %s: %d train / %d validation rows on %s",
+            "MLflow run %s: %d train / %d early-stopping rows on %s",
             run.info.run_id,
             len(train_tensors),
             len(validation_tensors),
             device,
         )
-        mlflow.log_params(
-            {
-                **{k: str(v) for k, v in hp.items()},
-                "label": data.label,
-                "device": device.type,
-                "features": ",".join(data.features),
-                "train_rows": len(train_tensors),
-                "validation_rows": len(validation_tensors),
-            }
-        )
+        params = {k: str(v) for k, v in hp.items()} | {"device": device.type}
+        mlflow.log_params(params | _data_params(data, evaluation))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics({k: metrics[k] for k in ("train_loss", "val_loss", "val_auc")}, step=epoch)
+            curves = {
+                "train_loss": metrics["train_loss"],
+                f"{EARLY_STOP_METRIC_PREFIX}log_loss": metrics["log_loss"],
+                f"{EARLY_STOP_METRIC_PREFIX}roc_auc": metrics["roc_auc"],
+            }
+            mlflow.log_metrics({EPOCH_METRIC_PREFIX + k: v for k, v in curves.items()}, step=epoch)
             log.info(
-                "epoch %d/%d train_loss=%.4f val_loss=%.4f val_auc=%.4f",
+                "epoch %d/%d train_loss=%.4f early_stop_log_loss=%.4f early_stop_roc_auc=%.4f",
                 epoch,
                 hp["epochs"],
-                metrics["train_loss"],
-                metrics["val_loss"],
-                metrics["val_auc"],
+                *curves.values(),
             )
 
         network, best_epoch = train.fit(
@@ -96,17 +116,61 @@ def train_and_log(
             seed=hp["seed"],
             on_epoch=on_epoch,
         )
-        metrics = {**train.evaluate(network, validation_tensors), "best_epoch": float(best_epoch)}
-        mlflow.log_metrics(metrics)
+        metrics = {
+            BEST_EPOCH_METRIC: float(best_epoch),
+            **_prefixed(EARLY_STOP_METRIC_PREFIX, train.evaluate(network, validation_tensors)),
+        }
+        if evaluation is not None:
+            metrics |= _evaluation_metrics(network, evaluation, spec, data.label, device)
+        mlflow.log_metrics(metrics)  # names no curve uses: the run's value is the kept model's
         stats = model_lib.feature_stats(data.train, data.categorical, data.numeric, data.label)
         mlflow.log_dict(stats, "reference/feature_stats.json")
         log_reference_sample(data)
         example = model_lib.input_example(data.train, data.features)
         info = model_lib.log_model(network, spec, example)
-        log.info(
-            "logged model %s (best epoch %d, val_auc=%.4f)", info.model_uri, best_epoch, metrics["val_auc"]
-        )
+        log.info("logged model %s: %s", info.model_uri, _summary(metrics))
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "metrics": metrics}
+
+
+def _data_params(data: TrainingSet, evaluation: EvaluationSet | None) -> dict[str, Any]:
+    """Which rows did what: counts and time ranges of the fit rows, the early-stopping slice and the
+    evaluation set, so a reader can check that the evaluation window follows the training window."""
+    params: dict[str, Any] = {
+        "label": data.label,
+        "features": ",".join(data.features),
+        "train_rows": len(data.train),
+        "validation_rows": len(data.validation),
+        "train_time_range": time_range(data.train, data.timestamp_column),
+        "early_stopping_time_range": time_range(data.validation, data.timestamp_column),
+    }
+    if evaluation is not None:
+        params |= {
+            "evaluation_set_uri": evaluation.uri,
+            "evaluation_set_fingerprint": evaluation.fingerprint,
+            "evaluation_time_range": time_range(evaluation.frame, data.timestamp_column),
+        }
+    return params
+
+
+def _evaluation_metrics(
+    network: torch.nn.Module,
+    evaluation: EvaluationSet,
+    spec: dict[str, Any],
+    label: str,
+    device: torch.device,
+) -> dict[str, float]:
+    tensors = to_tensors(evaluation.frame, spec, label, device)
+    counts = {"rows": float(len(tensors)), "positives": float(evaluation.frame[label].sum())}
+    return _prefixed(EVAL_METRIC_PREFIX, {**train.evaluate(network, tensors), **counts})
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {prefix + k: v for k, v in metrics.items()}
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    shown = (BEST_EPOCH_METRIC, f"{EARLY_STOP_METRIC_PREFIX}roc_auc", f"{EVAL_METRIC_PREFIX}roc_auc")
+    return ", ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
 
 
 def log_reference_sample(data: TrainingSet) -> None:

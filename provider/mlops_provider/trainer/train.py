@@ -61,6 +61,8 @@ def fit(
     Batches are index slices of tensors already on the device, so no DataLoader copies data each
     step. On CUDA the forward pass runs under float16 autocast with a gradient scaler.
 
+    :param validation: the early-stopping rows: they pick the epoch, so they are not held out.
+    :param on_epoch: called after each epoch with ``train_loss`` and :func:`evaluate` on ``validation``.
     :return: the model holding the best weights, and the best epoch (1-based).
     """
     device = train.labels.device
@@ -85,8 +87,8 @@ def fit(
             total += loss.detach() * len(index)
         metrics = {"train_loss": float(total) / len(train), **evaluate(model, validation, amp=amp)}
         on_epoch(epoch, metrics)
-        if metrics["val_loss"] < best_loss:
-            best_loss, best_epoch, stale = metrics["val_loss"], epoch, 0
+        if metrics["log_loss"] < best_loss:
+            best_loss, best_epoch, stale = metrics["log_loss"], epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
@@ -98,7 +100,7 @@ def fit(
 
 
 def evaluate(model: nn.Module, split: Tensors, *, amp: bool = False) -> dict[str, float]:
-    """Validation metrics at threshold 0.5: log loss (= val_loss), AUC, accuracy, positive rate."""
+    """Metrics of ``split`` at threshold 0.5: ``log_loss``, ``roc_auc``, ``accuracy``, ``positive_rate``."""
     model.eval()
     with torch.inference_mode(), torch.autocast(split.labels.device.type, dtype=torch.float16, enabled=amp):
         logits = model(split.codes, split.numbers).float()
@@ -106,11 +108,10 @@ def evaluate(model: nn.Module, split: Tensors, *, amp: bool = False) -> dict[str
     probability = torch.sigmoid(logits).cpu().numpy()
     labels = split.labels.cpu().numpy()
     return {
-        "val_loss": loss,
-        "val_log_loss": loss,
-        "val_auc": roc_auc(labels, probability),
-        "val_accuracy": float(((probability >= 0.5) == (labels >= 0.5)).mean()),
-        "val_positive_rate": float((probability >= 0.5).mean()),
+        "log_loss": loss,
+        "roc_auc": roc_auc(labels, probability),
+        "accuracy": float(((probability >= 0.5) == (labels >= 0.5)).mean()),
+        "positive_rate": float((probability >= 0.5).mean()),
     }
 
 

@@ -113,7 +113,11 @@ def build_backend(
     if kind == "batch":
         from mlops_provider.canary.backends.batch import BatchCanaryBackend
 
-        return BatchCanaryBackend(mlflow_hook, log=log, **config)
+        def version_tags(name: str, version: str) -> dict[str, str]:
+            with mlflow_hook.session() as client:
+                return dict(client.get_model_version(name, version).tags or {})
+
+        return BatchCanaryBackend(mlflow_hook, version_tags=version_tags, log=log, **config)
     from mlops_provider.canary.backends.kserve import KServeCanaryBackend
     from mlops_provider.hooks.kserve import KServeHook
 

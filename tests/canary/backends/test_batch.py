@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 from mlops_provider.canary.backends.batch import BatchCanaryBackend
 from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
+from mlops_provider.constants import EVAL_SET_URI_TAG, EVALUATION_WINDOW_TAG, TRAINING_WINDOW_TAG
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.ml.scoring import read_log
@@ -72,6 +73,7 @@ def test_a_step_replays_the_newest_traffic_through_both_models_into_its_log(
     log = read_log(uri)
     assert evidence == {
         "traffic_uri": newest,
+        "traffic_source": "traffic_uri",
         "prediction_log": uri,
         "rows": {
             "champion": int((log["variant"] == "champion").sum()),
@@ -88,6 +90,80 @@ def test_a_step_replays_the_newest_traffic_through_both_models_into_its_log(
     # Both versions are the same model: the champion's shadow scores equal the canary's, row by row.
     assert (canary["shadow_probability"] - canary["probability"]).abs().max() < 1e-12
     assert log["canary_weight"].eq(50.0).all() and log["error"].isna().all()
+
+
+def tag_reader(client: MlflowClient) -> Any:
+    return lambda name, version: dict(client.get_model_version(name, version).tags)
+
+
+def test_without_traffic_uri_a_step_replays_the_canarys_own_evaluation_set(
+    mlflow_conn: Any, registered: str, traffic: Path, tmp_path: Path, eval_data: Path
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    client.set_model_version_tag(registered, "3", EVAL_SET_URI_TAG, str(eval_data))
+    client.set_model_version_tag(registered, "1", EVAL_SET_URI_TAG, str(traffic / "never-read.parquet"))
+    batch = BatchCanaryBackend(
+        MLflowHook(), log_root=str(tmp_path), version_tags=tag_reader(client), label_column="churned"
+    )
+    batch.check(registered, "1", "3")  # what start() asks before any traffic moves: nothing to refuse
+
+    evidence = batch.set_weight(registered, "1", "3", 50, step=0)
+
+    # The canary's (v3) held-out rows, not the champion's and not the newest day of some glob.
+    assert (evidence["traffic_uri"], evidence["traffic_source"]) == (str(eval_data), EVAL_SET_URI_TAG)
+    log = read_log(evidence["prediction_log"])
+    assert set(log["customer_id"]) == set(pd.read_parquet(eval_data)["customer_id"])
+    # An explicit traffic_uri still wins over the tag.
+    explicit = backend(traffic, tmp_path, version_tags=tag_reader(client))
+    assert explicit.traffic(registered, "1", "3") == {
+        "traffic_uri": str(traffic / "date=2026-01-03" / "part.parquet"),
+        "traffic_source": "traffic_uri",
+    }
+
+
+def test_without_traffic_uri_or_an_evaluation_set_tag_the_rollout_is_refused(
+    mlflow_conn: Any, registered: str, tmp_path: Path
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    both_ways = (
+        rf"Batch canary of '{registered}' v2: no traffic to replay\. .* has no 'mlops\.eval_set_uri' tag\. "
+        r"Either tag the version .* \(mlops\.eval_set_uri\), or set backend_config\['traffic_uri'\]"
+    )
+    for tags in (tag_reader(client), None):  # the version is untagged; or no way to read tags at all
+        batch = BatchCanaryBackend(MLflowHook(), log_root=str(tmp_path), version_tags=tags)
+        with pytest.raises(ConfigurationError, match=both_ways):
+            batch.check(registered, "1", "2")
+        with pytest.raises(ConfigurationError, match=both_ways):
+            batch.set_weight(registered, "1", "2", 10, step=0)
+    assert not (tmp_path / "rollouts").exists()  # nothing scored, nothing written
+
+
+def test_an_evaluation_set_a_model_trained_on_is_refused(
+    mlflow_conn: Any, registered: str, tmp_path: Path, eval_data: Path
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+
+    def tag(version: str, key: str, value: str) -> None:
+        client.set_model_version_tag(registered, version, key, value)
+
+    tag("3", EVAL_SET_URI_TAG, str(eval_data))
+    tag("3", TRAINING_WINDOW_TAG, "2026-01-01/2026-01-20")
+    tag("3", EVALUATION_WINDOW_TAG, "2026-01-21/2026-01-23")
+    tag("1", TRAINING_WINDOW_TAG, "2025-12-01/2026-01-20")  # the champion: before the canary's evaluation
+    batch = BatchCanaryBackend(MLflowHook(), log_root=str(tmp_path), version_tags=tag_reader(client))
+    assert batch.traffic(registered, "1", "3")["traffic_uri"] == str(eval_data)
+
+    tag("1", TRAINING_WINDOW_TAG, "2026-01-05/2026-01-21")  # a champion trained on the first day of it
+    with pytest.raises(
+        ConfigurationError,
+        match=r"covers 2026-01-21/2026-01-23, days that v1 trained on \(2026-01-05/2026-01-21\)",
+    ):
+        batch.check(registered, "1", "3")
+    tag("1", TRAINING_WINDOW_TAG, "last month")
+    with pytest.raises(
+        ConfigurationError, match=re.escape("'mlops.training_window' is 'last month', not 'YYYY")
+    ):
+        batch.check(registered, "1", "3")
 
 
 def test_the_analysis_reads_each_checks_values_from_the_steps_log(

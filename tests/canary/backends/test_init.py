@@ -69,9 +69,9 @@ def test_valid_configs_pass() -> None:
         ),
         (
             "batch",
-            {"traffic_uri": "", "log_root": ""},
+            {"traffic_uri": "", "log_root": ""},  # no traffic_uri: the version's evaluation set
             CanaryStrategy(),
-            "needs config key(s) ['traffic_uri', 'log_root']",
+            "needs config key(s) ['log_root']",
         ),
         (
             "kserve",

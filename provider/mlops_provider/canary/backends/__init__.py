@@ -3,6 +3,21 @@
 Backends are built from plain JSON (a backend name and a config dict) so the analysis trigger can
 rebuild them in the triggerer from its serialised arguments; the adapters build them with their hooks
 (:func:`mlops_provider.utils.canary.build_backend`).
+
+``backend_config`` keys and their defaults:
+
+- ``batch``: ``log_root`` (required: where the per-step prediction logs go); ``traffic_uri`` (None: the
+  canary version's held-out evaluation set, named by its ``mlops.eval_set_uri`` tag; a version without
+  it is refused before any traffic moves; else a parquet file, directory or local glob whose newest
+  match is replayed); ``entity_column`` (``customer_id``: the key traffic is split and polls are sliced
+  on); ``label_column`` (None: no quality checks; the label of the replayed rows); ``request_rows``
+  (256: rows per model request).
+- ``kserve``: ``service`` and ``namespace`` (required: the InferenceService); ``kubernetes_conn_id``
+  (``kubernetes_default``); ``prometheus_conn_id`` (``prometheus_default``); ``prometheus_url`` (None:
+  the connection's host); ``render`` (``{}``: more arguments of
+  :func:`~mlops_provider.canary.backends.kserve.render_inference_service`: ``model_format``
+  ``mlflow``, ``protocol_version`` ``v2``, ``service_account_name``, ``resources``, ``labels``,
+  ``annotations``, each None by default).
 """
 
 from __future__ import annotations
@@ -30,6 +45,9 @@ _KSERVE_KEYS = {
 class CanaryBackend(Protocol):
     """Where traffic is split. The controller calls these; every call must be idempotent."""
 
+    def check(self, name: str, champion: str, canary: str) -> None:
+        """Raise ``ConfigurationError`` when this rollout cannot run; called before any traffic moves."""
+
     def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
         """Send ``weight`` percent of traffic to ``canary``; return evidence for the history."""
 
@@ -50,7 +68,7 @@ def check_config(kind: str, config: dict[str, Any], strategy: CanaryStrategy) ->
         raise ConfigurationError(
             f"Canary backend {kind!r}: unknown config key(s) {unknown}; known: {sorted(known)}."
         )
-    required = ("traffic_uri", "log_root") if kind == "batch" else ("service", "namespace")
+    required = ("log_root",) if kind == "batch" else ("service", "namespace")
     missing = [k for k in required if not config.get(k)]
     if missing:
         raise ConfigurationError(f"Canary backend {kind!r} needs config key(s) {missing}.")

@@ -1,10 +1,16 @@
 """The ``batch`` canary backend, the embedded default.
 
-Each step replays a batch of entity features (``traffic_uri``, the newest file when it is a glob) through
-both models with the step's split, writes a prediction log per step, and the analysis reads that log.
-The champion also scores the canary's rows in shadow, so prediction shift and quality compare both
-models on the same entities. Promotion and rollback need no serving change: the batch-scoring DAG reads
-the split from the MLflow aliases.
+Each step replays a batch of labelled entity rows through both models with the step's split, writes a
+prediction log per step, and the analysis reads that log. The champion also scores the canary's rows in
+shadow, so prediction shift and quality compare both models on the same entities. Promotion and
+rollback need no serving change: the batch-scoring DAG reads the split from the MLflow aliases.
+
+Which rows: only rows neither model trained on may judge them. By default the step replays the canary
+version's own held-out evaluation set, the rows its gate scored, named on the version by the tag
+:data:`~mlops_provider.constants.EVAL_SET_URI_TAG`; when both versions also carry their time windows
+(:data:`~mlops_provider.constants.TRAINING_WINDOW_TAG`, :data:`~mlops_provider.constants.EVALUATION_WINDOW_TAG`),
+a champion trained on any day of that set is refused. An explicit ``traffic_uri`` replaces the
+tag, and the caller vouches for its rows.
 
 Fresh evidence per poll: the step's log is split into ``strategy.max_polls`` disjoint, equal slices
 (per variant, in the order of a stable hash of the entity key salted with the model name and the step),
@@ -14,10 +20,18 @@ before the slices run out (see :attr:`~mlops_provider.canary.CanaryStrategy.max_
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mlops_provider.constants import CANARY, CHAMPION
-from mlops_provider.exceptions import DataNotFound
+from mlops_provider.constants import (
+    CANARY,
+    CHAMPION,
+    EVAL_SET_URI_TAG,
+    EVALUATION_WINDOW_TAG,
+    TRAINING_WINDOW_TAG,
+)
+from mlops_provider.exceptions import ConfigurationError, DataNotFound
 from mlops_provider.ml import scoring
 from mlops_provider.ml.io import newest_match, read_parquet
 
@@ -31,37 +45,72 @@ class ModelLoader(Protocol):
     def load_model(self, name: str, version: str | int) -> Any: ...
 
 
+# ``version_tags(model name, version)``: the version's tags (in Airflow, read through the MLflow hook).
+VersionTags = Callable[[str, str], dict[str, str]]
+
+
 class BatchCanaryBackend:
     """Replay a batch of traffic through champion and canary per step; analyse the prediction log.
 
     :param mlflow_hook: loads the model versions.
-    :param traffic_uri: parquet file (or local glob: the newest match) of entity feature rows.
-    :param log_root: where the per-step prediction logs go.
-    :param entity_column: the key routed on.
-    :param label_column: when present in the traffic, quality metrics are computed.
-    :param request_rows: rows per model request.
+    :param log_root: where the per-step prediction logs go (required).
+    :param traffic_uri: parquet file (or local glob: the newest match) of the rows replayed at each step;
+        None (default): the canary version's held-out evaluation set, its ``mlops.eval_set_uri`` tag.
+    :param version_tags: reads a version's tags; needed when ``traffic_uri`` is None.
+    :param entity_column: the key routed on (default ``customer_id``).
+    :param label_column: when present in the traffic, quality metrics are computed (default None: none).
+    :param request_rows: rows per model request (default 256).
     """
 
     def __init__(
         self,
         mlflow_hook: ModelLoader,
         *,
-        traffic_uri: str,
         log_root: str,
+        traffic_uri: str | None = None,
+        version_tags: VersionTags | None = None,
         entity_column: str = "customer_id",
         label_column: str | None = None,
         request_rows: int = 256,
         log: Any = None,
     ) -> None:
         self.hook, self.traffic_uri, self.log_root = mlflow_hook, traffic_uri, log_root.rstrip("/")
+        self.version_tags = version_tags
         self.entity_column, self.label_column, self.request_rows = entity_column, label_column, request_rows
         self.log = log
+
+    def traffic(self, name: str, champion: str, canary: str) -> dict[str, str]:
+        """The rows a step replays: ``{"traffic_uri", "traffic_source"}``: ``traffic_uri`` when given,
+        else the canary's held-out evaluation set (its ``mlops.eval_set_uri`` tag).
+
+        :raises ConfigurationError: no ``traffic_uri`` and no evaluation-set tag on ``canary``, or a
+            model's training window overlaps the canary's evaluation window (both tagged).
+        """
+        if self.traffic_uri:
+            return {"traffic_uri": newest_match(self.traffic_uri), "traffic_source": "traffic_uri"}
+        tags = self.version_tags(name, canary) if self.version_tags else {}
+        uri = tags.get(EVAL_SET_URI_TAG)
+        if not uri or self.version_tags is None:
+            raise ConfigurationError(
+                f"Batch canary of {name!r} v{canary}: no traffic to replay. Without "
+                f"backend_config['traffic_uri'] the version's held-out evaluation set is replayed, but it "
+                f"has no {EVAL_SET_URI_TAG!r} tag. Either tag the version with the URI of the held-out "
+                f"rows its gate scored ({EVAL_SET_URI_TAG}), or set backend_config['traffic_uri'] to rows "
+                "neither model trained on."
+            )
+        _check_unseen(name, canary, tags, {champion: self.version_tags(name, champion), canary: tags})
+        return {"traffic_uri": uri, "traffic_source": EVAL_SET_URI_TAG}
+
+    def check(self, name: str, champion: str, canary: str) -> None:
+        """Refuse, before any traffic moves, a rollout with no rows to replay (see :meth:`traffic`)."""
+        self.traffic(name, champion, canary)
 
     def step_log_uri(self, name: str, version: str, step: int) -> str:
         return f"{self.log_root}/rollouts/{name}/v{version}/step={step}/predictions.parquet"
 
     def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
-        resolved = newest_match(self.traffic_uri)
+        traffic = self.traffic(name, champion, canary)
+        resolved = traffic["traffic_uri"]
         frame = read_parquet(resolved, "Canary traffic")
         if frame.empty:
             raise DataNotFound(f"Canary traffic {resolved!r} has no rows; nothing to compare the models on.")
@@ -84,7 +133,7 @@ class BatchCanaryBackend:
         uri = scoring.write_log(predictions, self.step_log_uri(name, canary, step))
         counts = predictions["variant"].value_counts().to_dict()
         return {
-            "traffic_uri": resolved,
+            **traffic,
             "prediction_log": uri,
             "rows": {k: int(v) for k, v in counts.items()},
         }
@@ -119,3 +168,34 @@ class BatchCanaryBackend:
             min_positives=strategy.min_positives,
         )
         return {check.name: metrics[check.query] for check in strategy.metrics}
+
+
+def _window(tags: dict[str, str], tag: str, name: str, version: str) -> tuple[dt.date, dt.date] | None:
+    """The inclusive ``(first, last)`` days of a ``YYYY-MM-DD/YYYY-MM-DD`` window tag; None when untagged."""
+    text = tags.get(tag)
+    if not text:
+        return None
+    try:
+        first, last = (dt.date.fromisoformat(part.strip()) for part in text.split("/"))
+    except ValueError as err:
+        raise ConfigurationError(
+            f"{name!r} v{version}: tag {tag!r} is {text!r}, not 'YYYY-MM-DD/YYYY-MM-DD' ({err})."
+        ) from err
+    return first, last
+
+
+def _check_unseen(
+    name: str, canary: str, canary_tags: dict[str, str], trained: dict[str, dict[str, str]]
+) -> None:
+    """Refuse the canary's evaluation set when a model (``{version: its tags}``) trained on any of its
+    days; a window that is not tagged cannot be checked."""
+    evaluated = _window(canary_tags, EVALUATION_WINDOW_TAG, name, canary)
+    for version, tags in trained.items():
+        window = _window(tags, TRAINING_WINDOW_TAG, name, version)
+        if evaluated and window and evaluated[0] <= window[1] and window[0] <= evaluated[1]:
+            raise ConfigurationError(
+                f"Batch canary of {name!r} v{canary}: its evaluation set covers {evaluated[0]}/{evaluated[1]}, "
+                f"days that v{version} trained on ({window[0]}/{window[1]}); a model judged on its own "
+                "training rows looks better than it is. Set backend_config['traffic_uri'] to rows after "
+                "both models' training windows."
+            )

@@ -178,6 +178,9 @@ class KServeCanaryBackend:
         manifest["spec"]["predictor"].setdefault("canaryTrafficPercent", None)
         return manifest
 
+    def check(self, name: str, champion: str, canary: str) -> None:
+        """Nothing to check before a rollout: the manifest was validated when the backend was built."""
+
     def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
         """Serve ``canary``'s model as the latest revision with ``weight`` percent of the traffic.
 
