@@ -133,7 +133,9 @@ def run_pipeline(
     history, arriving = days[:HISTORY], days[HISTORY:]
     labelled = history[LABEL_DELAY:]  # landing days whose labels refer to a day of the history
 
-    log(f"1. History: features of {history[0]} .. {history[-1]}, labels that landed on {labelled[0]} .. ")
+    log(
+        f"1. History: features of {history[0]} .. {history[-1]}; the labels that landed on {labelled[0]} .. {labelled[-1]} ..."
+    )
     stack.airflow(
         "backfill",
         "create",

@@ -9,14 +9,16 @@ Each size runs in its own interpreter (a private Airflow database, Feast repo, d
 server), which streams one JSON line per finished DAG to this process; so a size that runs past
 ``BENCH_LOOP_DEADLINE_S`` (default 2700, i.e. 45 min, history included) is stopped and still
 reports the DAGs it finished. ``BENCH_LOOP_ROWS`` (default ``100000,1000000``) sets the rows per day,
-``BENCH_LOOP_DAYS`` (default 4) the days including the new one.
+``BENCH_LOOP_DAYS`` (default 5) the days including the new one (labels land two days late, so the
+first model needs two labelled days before the new one).
 
 Untimed history, with the shipped DAGs under ``dag.test()``: ``DAYS - 1`` days of features (every
 day's customers are the same, so only the last day is materialized: the online store then holds what
 it would after all of them), a first model trained with small hyperparameters, and its canary
 rollout, which promotes it at once (no champion yet). Then the new day lands with the generator's
-drift knob on, and the clock runs over feature_pipeline, drift_monitor, training_pipeline (its
-default hyperparameters), canary_rollout (every step to promotion, ``interval_seconds=1``,
+drift knob on, and the clock runs over feature_pipeline, drift_monitor, label_pipeline (the labels
+that landed that day), training_pipeline (its default hyperparameters, ``retrain_policy=always``, on
+the newest labelled day's windows), canary_rollout (every step to promotion, ``interval_seconds=1``,
 ``checks_per_step=2``) and batch_scoring, one after the other. Prints one markdown section on stdout.
 """
 
@@ -42,14 +44,21 @@ from tests.bench.bench_feature_pipeline import _isolate_airflow, _private_repo
 from tests.bench.common import markdown_report
 
 ROWS = [int(n) for n in os.environ.get("BENCH_LOOP_ROWS", "100000,1000000").split(",")]
-DAYS = int(os.environ.get("BENCH_LOOP_DAYS", 4))
+DAYS = int(os.environ.get("BENCH_LOOP_DAYS", 5))
 DEADLINE_S = float(os.environ.get("BENCH_LOOP_DEADLINE_S", 2700))
 START = dt.date(2026, 1, 1)
 # The untimed first model: small and quick, since the deadline counts the history too (these 3 epochs
 # took about 2 min at 1M rows here); the timed retraining uses the DAG's own default hyperparameters.
 BOOTSTRAP = {"epochs": 3, "hidden": [32], "lr": 0.01, "batch_size": 512}
 FAST = {"interval_seconds": 1, "checks_per_step": 2}
-LOOP = ["feature_pipeline", "drift_monitor", "training_pipeline", "canary_rollout", "batch_scoring"]
+LOOP = [
+    "feature_pipeline",
+    "drift_monitor",
+    "label_pipeline",
+    "training_pipeline",
+    "canary_rollout",
+    "batch_scoring",
+]
 
 
 def _run(dag, **conf) -> dict[str, Any]:
@@ -111,6 +120,7 @@ def one_size(rows: int) -> None:
         from canary_rollout import dag as canary
         from drift_monitor import dag as monitor
         from feature_pipeline import dag as features
+        from label_pipeline import dag as labels
         from training_pipeline import dag as training
 
         landing = work / "data" / "landing"
@@ -124,7 +134,11 @@ def one_size(rows: int) -> None:
         for day in days[:-2]:
             _checked(_run(without_materialize, day=day.isoformat()))
         _checked(_run(features, day=days[-2].isoformat()))
-        _checked(_run(training, day=days[-2].isoformat(), hyperparameters=BOOTSTRAP))
+        delay = dt.timedelta(days=cfg.label_delay_days)
+        for day in days[cfg.label_delay_days : -1]:  # the labels that landed during the history
+            _checked(_run(labels, day=day.isoformat()))
+        first = (days[-2] - delay).isoformat()
+        _checked(_run(training, day=first, hyperparameters=BOOTSTRAP))
         _checked(_run(canary, **FAST))  # the first model becomes the champion at once
         emit(kind="history", seconds=time.perf_counter() - began, days=DAYS - 1)
 
@@ -136,7 +150,11 @@ def one_size(rows: int) -> None:
         emit(kind="dag", **_checked(_run(features, day=new_day)))
         drift = _checked(_run(monitor, day=new_day))
         emit(kind="dag", **drift)
-        trained = _checked(_run(training, day=new_day))
+        emit(kind="dag", **_checked(_run(labels, day=new_day)))
+        # Timed as a retraining: every day's labels train with retrain_policy=always (the drift policy
+        # would wait until the drifted day's own labels land, two days later).
+        newest_labelled = (days[-1] - delay).isoformat()
+        trained = _checked(_run(training, day=newest_labelled, retrain_policy="always"))
         emit(kind="dag", **trained)
         conf = dict(FAST)
         if trained["tasks"]["challenger_set"]["state"] != "success":
