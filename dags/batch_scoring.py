@@ -101,6 +101,7 @@ with DAG(
             # this day's features: the features task of the same map index
             features_uri="{{ ti.xcom_pull(task_ids='features', map_indexes=ti.map_index)['uri'] }}",
             output_uri=output_uri,
+            entity_column="customer_id",  # the key customers are routed to the canary on
         )
         # --8<-- [end:batch_score]
         features >> score

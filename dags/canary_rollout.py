@@ -20,7 +20,10 @@ analysis polls its metrics every `interval_seconds` and compares the canary with
 data make the step inconclusive, which rolls back too. After the last step the canary is **promoted**:
 `champion` moves to it and the old champion is kept as `previous` (the
 `model_churn_classifier_champion` and `_previous` Assets are updated; `start` updates `_canary`). A **rollback** removes the canary and tags the
-version with why; the champion never moves. The very first model (no champion yet) is promoted at once.
+version with why; the champion never moves. The very first model (no champion yet) is promoted at once,
+after a smoke test: it must score a sample of its held-out set within the error-rate limit. When the
+champion fails on a step's traffic as well, the pipeline is at fault, not the canary: the analysis
+task fails and the rollout is stopped (`refused`), not rolled back.
 
 A first task, **validate_conf**, refuses a run whose conf has an unknown key. **start** fails, with no
 canary and no traffic, when the gate compared the challenger with another champion than today's (one

@@ -35,6 +35,7 @@ def rollout(mlflow_conn, models, eval_data, tmp_path):
     config = {
         "traffic_uri": str(eval_data),
         "log_root": str(tmp_path / "predictions"),
+        "entity_column": "customer_id",
         "label_column": "churned",
     }
     common = {"name": name, "backend": "batch", "backend_config": config, "strategy": STRATEGY}

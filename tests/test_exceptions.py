@@ -18,6 +18,7 @@ NO_RETRY = [
     e.ValidationFailed,
     e.BatchQuarantined,
     e.TrainingInputRejected,
+    e.TrainerContractError,
     e.ModelRegistrationFailed,
 ]
 RETRIABLE = [e.ServiceUnavailable, e.TrainingFailed]

@@ -46,6 +46,7 @@ with DAG(
         backend_config={
             "traffic_uri": DATA_ROOT + "/eval_sets/churn_model_v1/date=*/eval_set.parquet",
             "log_root": DATA_ROOT + "/predictions",
+            "entity_column": "customer_id",
         },
     )
 

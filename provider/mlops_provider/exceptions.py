@@ -49,6 +49,10 @@ class TrainingInputRejected(TrainingFailed, AirflowFailException):
     """The trainer refused its training set or hyperparameters; retrying cannot help, fix the input."""
 
 
+class TrainerContractError(TrainingFailed, AirflowFailException):
+    """A trainer's result or logged model breaks the trainer contract (docs/training.md); not retried."""
+
+
 class ServiceUnavailable(MlopsProviderError):
     """A server (MLflow, Feast online store, Prometheus, Kubernetes) could not be reached; retriable."""
 

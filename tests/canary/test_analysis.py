@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_provider.canary.analysis import judge_poll, step_verdict
+from mlops_provider.canary.analysis import (
+    champion_fails_too,
+    error_rate_limit,
+    judge_poll,
+    step_message,
+    step_verdict,
+)
 from mlops_provider.canary.strategy import CanaryStrategy, MetricCheck
 
 
@@ -61,3 +67,40 @@ def test_every_check_of_the_strategy_is_reported_in_order() -> None:
 def test_default_step_verdicts(statuses, verdict) -> None:
     strategy = CanaryStrategy()  # checks_per_step 3, failure_threshold 2
     assert step_verdict(strategy, [{"status": s} for s in statuses]) == verdict
+
+
+HEALTHY = {"error_rate": (0.0, 0.0), "latency_p95_ms": (5.0, 5.0), "prediction_psi": (0.01, 0.0)}
+MISSING = "56 error(s): MlflowException x56; first: MlflowException: Model is missing inputs ['tenure_days']"
+
+
+def test_a_polls_error_summaries_lead_a_failing_steps_message_and_trail_a_passing_one() -> None:
+    strategy = CanaryStrategy()
+    assert "errors" not in judge_poll(strategy, HEALTHY, errors={"canary": None, "champion": None})
+    failing = judge_poll(strategy, HEALTHY | {"error_rate": (1.0, 0.0)}, errors={"canary": MISSING})
+    assert failing["errors"] == {"canary": MISSING, "champion": None}
+    message = f"canary {MISSING}; error_rate: canary 1 not <= 0.01; roc_auc: no data for the canary yet"
+    assert step_message("fail", [failing]) == message
+    few = judge_poll(strategy, HEALTHY | {"error_rate": (0.005, 0.0)}, errors={"canary": "1 error(s): E x1"})
+    assert step_message("pass", [few]).endswith("; canary 1 error(s): E x1")
+    assert step_message("inconclusive", []) == ""
+
+
+def test_the_champion_failing_too_is_told_apart_from_a_bad_canary() -> None:
+    strategy = CanaryStrategy()
+    assert error_rate_limit(strategy) == 0.01
+    both = judge_poll(
+        strategy, HEALTHY | {"error_rate": (1.0, 0.01)}, errors={"canary": MISSING, "champion": "x"}
+    )
+    canary_only = judge_poll(strategy, HEALTHY | {"error_rate": (1.0, 0.009)})
+    assert champion_fails_too(strategy, [canary_only]) is None  # the champion is below the limit
+    assert champion_fails_too(strategy, [canary_only, both]) == {
+        "canary": 1.0,
+        "champion": 0.01,  # at the limit counts
+        "limit": 0.01,
+        "errors": {"canary": MISSING, "champion": "x"},
+    }
+    # Without an error-rate check there is nothing to tell them apart by; the limit falls back to the default.
+    latency = CanaryStrategy(metrics=(MetricCheck("latency_p95_ms", "latency_p95_ms", threshold=1.0),))
+    assert error_rate_limit(latency) == 0.01
+    slow = judge_poll(latency, {"latency_p95_ms": (50.0, 5.0)})
+    assert champion_fails_too(latency, [slow]) is None

@@ -194,7 +194,11 @@ def test_canary_status_example_reports_the_running_rollout(
     name = unique_name("docs-canary")
     common = {
         "name": name,
-        "backend_config": {"traffic_uri": str(eval_data), "log_root": str(tmp_path)},
+        "backend_config": {
+            "traffic_uri": str(eval_data),
+            "log_root": str(tmp_path),
+            "entity_column": "customer_id",
+        },
         "strategy": {"steps": [10, 100]},
     }
     for kind in ("truth", "weak"):  # v1 becomes champion at once; v2 starts a rollout as the canary

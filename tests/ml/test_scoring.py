@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -196,3 +197,70 @@ def test_quality_waits_for_min_samples_labelled_rows_and_min_positives(traffic) 
     late = scoring.analyse(unlabelled, "churned", min_samples=labelled)
     assert late["roc_auc"] == (None, None)  # rows without a label do not count
     assert scoring.analyse(log, "churned")["roc_auc"][0] is not None  # the default: 200 rows
+
+
+@pytest.fixture(scope="module")
+def signed_model(traffic, tmp_path_factory):
+    """The truth model saved with a signature, loaded back as MLflow pyfunc: it enforces its inputs."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    features = traffic.drop(columns=["customer_id", "churned", "event_timestamp"]).head(50)
+    path = tmp_path_factory.mktemp("signed") / "model"
+    output = ChurnRuleModel("truth").predict(None, features)
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=ChurnRuleModel("truth"),
+        signature=infer_signature(features, output),
+        pip_requirements=["mlflow"],
+    )
+    return mlflow.pyfunc.load_model(str(path))
+
+
+def test_an_mlflow_schema_error_is_kept_as_its_cause_without_the_data_dump(traffic, signed_model) -> None:
+    rows = traffic.drop(columns=["tenure_days"]).head(40)
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - MLflow's own error, whatever its class
+        signed_model.predict(rows.drop(columns=["customer_id", "churned"]))
+    assert str(raised.value).startswith("Failed to enforce schema of data")  # the dump scoring drops
+
+    log = scoring.score(
+        rows,
+        {"champion": ("1", signed_model)},
+        entity_column="customer_id",
+        weight=0,
+        salt="churn",
+        keep_columns=["churned", "event_timestamp"],
+        request_rows=16,
+    )
+
+    assert set(log["error"]) == {"MlflowException: Model is missing inputs ['tenure_days']."}
+    assert scoring.error_summary(log["error"]) == (
+        "40 error(s): MlflowException x40; first: MlflowException: Model is missing inputs ['tenure_days']."
+    )
+
+
+def test_error_summaries_count_each_class_and_quote_the_first_cause_clipped(traffic) -> None:
+    assert scoring.error_summary(pd.Series([None, np.nan], dtype=object)) is None
+    errors = pd.Series([None, "KeyError: 'x'", "RuntimeError: boom", "KeyError: 'y'", "E: " + "z" * 400])
+    summary = scoring.error_summary(errors)
+    assert summary.startswith("4 error(s): KeyError x2, RuntimeError x1, E x1; first: KeyError: 'x'")
+    long = scoring.error_summary(errors.iloc[4:])
+    assert long.endswith("z…") and len(long.partition("first: ")[2]) == scoring.FIRST_ERROR_CHARS
+    assert scoring.error_text(ValueError("a\n   b\tc")) == "ValueError: a b c"
+
+    log = _score(traffic, 30, canary="flaky", request_rows=16, shadow=True)
+    summaries = scoring.error_summaries(log)
+    assert summaries["champion"] is None
+    assert re.fullmatch(
+        r"\d+ error\(s\): RuntimeError x\d+; first: RuntimeError: flaky model: cannot score a tenure "
+        r"divisible by 5",
+        summaries["canary"],
+    )
+    assert "shadow_error" in log.columns and log["shadow_error"].isna().all()  # the champion never fails
+
+
+def test_at_weight_100_the_champions_error_rate_comes_from_its_shadow_requests(traffic) -> None:
+    log = _score(traffic, 100, champion="flaky", request_rows=16, shadow=True)
+    values = scoring.analyse(log, "churned")
+    assert values["error_rate"][0] == 0.0 and values["error_rate"][1] > 0.5
+    assert scoring.error_summaries(log)["champion"].split(": ", 1)[1].startswith("RuntimeError x")

@@ -100,6 +100,12 @@ def test_a_bad_challenger_is_rolled_back_in_one_window_and_the_champion_never_mo
 
     assert verdict["verdict"] == "fail" and verdict["polls"] == ["fail"]  # the first poll decides
     assert failing_metric in verdict["message"]
+    if kind == "flaky":  # the errors lead the message: a count per class and the first error's cause
+        assert re.match(
+            r"canary \d+ error\(s\): RuntimeError x\d+; first: RuntimeError: flaky model: cannot score a "
+            r"tenure divisible by 5; error_rate: canary",
+            verdict["message"],
+        )
     result = rollout.run(RollbackModelOperator, version=version)
     assert result["status"] == "rolled_back"
     assert rollout.aliases() == {"champion": "1"}
@@ -208,6 +214,7 @@ def test_batch_scoring_follows_the_split_and_a_rerun_replaces_the_log(rollout, e
         name=rollout.name,
         features_uri=str(eval_data),
         output_uri=output,
+        entity_column="customer_id",
         keep_columns=["churned"],
     )
     results = [op.execute(task_context()) for _ in range(2)]
@@ -216,3 +223,115 @@ def test_batch_scoring_follows_the_split_and_a_rerun_replaces_the_log(rollout, e
     log = read_log(output)
     assert len(log) == results[0]["rows"] == log["customer_id"].nunique()
     assert set(log["model_version"]) == {"1", version}
+
+
+def test_when_the_champion_fails_too_the_pipeline_is_misconfigured_and_nothing_is_rolled_back(
+    rollout, mlflow_conn, eval_data, tmp_path
+) -> None:
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from mlops_provider.operators.mlflow import MLflowRegisterModelOperator
+    from mlops_provider.sensors.canary import CanaryAnalysisSensor
+    from tests.mlflow_helpers import ChurnRuleModel
+
+    # The canary: the truth model with a signature, so MLflow enforces its inputs (and dumps the data).
+    features = pd.read_parquet(eval_data).drop(columns=["customer_id", "churned"])
+    mlflow.set_tracking_uri(mlflow_conn.tracking_uri)
+    mlflow.set_experiment("mlops-tests")
+    with mlflow.start_run() as run:
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnRuleModel("truth"),
+            signature=infer_signature(features, ChurnRuleModel("truth").predict(None, features)),
+            pip_requirements=["mlflow"],
+        )
+    register = MLflowRegisterModelOperator(task_id="register", name=rollout.name, run_id=run.info.run_id)
+    version = register.execute(task_context())["version"]
+    # The traffic lacks a feature both models need: neither can score it.
+    broken = tmp_path / "no_tenure.parquet"
+    pd.read_parquet(eval_data).drop(columns=["tenure_days"]).to_parquet(broken, index=False)
+    rollout.common["backend_config"] = rollout.config | {"traffic_uri": str(broken)}
+    rollout.run(CanaryDeployOperator, version=version)
+    rollout.run(CanaryDeployOperator, version=version, step=0)
+
+    with pytest.raises(ConfigurationError) as failed:
+        rollout.analyse(version, 0)
+
+    message = str(failed.value)
+    assert message.startswith(
+        f"Canary analysis of {rollout.name!r} v{version} step 1: the champion fails as well (error rate 1, "
+        "canary 1, limit 0.01, on the same traffic of step 1), so the pipeline is misconfigured, not the "
+        "canary: canary "
+    )
+    canary_errors = re.search(
+        r"canary (\d+) error\(s\): MlflowException x\1; first: (.*?); champion", message
+    )
+    assert canary_errors and canary_errors[2] == "MlflowException: Model is missing inputs ['tenure_days']."
+    assert re.search(r"champion \d+ error\(s\): KeyError x\d+; first: KeyError: 'tenure_days'", message)
+    assert "Failed to enforce schema" not in message  # no data dump
+    assert message.endswith(
+        "The traffic does not fit the models (e.g. it has columns they do not take, or lacks one they "
+        "need): fix the traffic or backend_config, then start the rollout again. The canary was not "
+        "rolled back: its rollout was stopped (refused)."
+    )
+    assert rollout.aliases() == {"champion": "1"}  # the champion stays; the canary's traffic is gone
+    state = stored(rollout, version)
+    assert state["status"] == "refused" and "pipeline is misconfigured" in state["reason"]
+    assert state["verdicts"] == {}  # no verdict on the canary: it was never judged
+    assert actions(rollout, version) == ["start", "step_up", "refuse"]
+    refusal = state["history"][-1]
+    assert "Model is missing inputs ['tenure_days']" in refusal["errors"]["canary"]
+    assert re.match(r"(\d+) error\(s\): KeyError x\1; first: KeyError", refusal["errors"]["champion"])
+    with pytest.raises(ConfigurationError, match="it was refused: the champion fails as well"):
+        rollout.run(CanaryAnalysisSensor, version=version, step=0, deferrable=False)  # a retry
+    with pytest.raises(ConfigurationError, match="its rollout is refused"):
+        rollout.run(PromoteModelOperator, version=version)
+    rollout.common["backend_config"] = rollout.config  # fixed: the rollout starts again
+    assert rollout.run(CanaryDeployOperator, version=version, step=0)["status"] == "progressing"
+
+
+def test_a_first_model_that_cannot_score_is_not_promoted(mlflow_conn, models, eval_data, tmp_path) -> None:
+    from mlflow import MlflowClient
+
+    from mlops_provider.operators.mlflow import MLflowRegisterModelOperator
+    from tests.mlflow_helpers import unique_name
+
+    name = unique_name("first")
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    config = {"traffic_uri": str(eval_data), "log_root": str(tmp_path), "entity_column": "customer_id"}
+    common = {"name": name, "backend": "batch", "backend_config": config, "strategy": STRATEGY}
+
+    def register(kind: str) -> str:
+        op = MLflowRegisterModelOperator(task_id="register", name=name, run_id=models[kind]["run_id"])
+        return op.execute(task_context())["version"]
+
+    flaky = register("flaky")  # raises on a fifth of the customers: every 256-row request fails
+    cannot = (
+        rf"Canary '{name}' v1 refused: first model failed its smoke test: 300 error\(s\): RuntimeError x300; "
+        r"first: RuntimeError: flaky model: cannot score a tenure divisible by 5 \(error rate 1 > 0\.01 on "
+        rf"300 rows of {re.escape(str(eval_data))}\); it cannot score the traffic, so it was not promoted"
+    )
+    for _ in range(2):  # a retry refuses again, with no second history entry
+        with pytest.raises(ConfigurationError, match=cannot):
+            CanaryDeployOperator(task_id="start", version=flaky, **common).execute(task_context())
+    assert dict(client.get_registered_model(name).aliases) == {}  # no alias moved
+    state = json.loads(client.get_model_version(name, flaky).tags[CANARY_STATE_TAG])
+    assert state["status"] == "refused" and [e["action"] for e in state["history"]] == ["refuse"]
+    assert state["history"][0]["smoke_test"]["error_rate"] == 1.0
+
+    good = register("truth")
+    started = CanaryDeployOperator(task_id="start", version=good, **common).execute(task_context())
+    assert (
+        started["status"] == "promoted"
+        and "after its smoke test (300 rows, error rate 0)" in started["reason"]
+    )
+    assert dict(client.get_registered_model(name).aliases) == {"champion": good}
+
+
+def test_batch_scoring_needs_the_entity_column() -> None:
+    with pytest.raises(TypeError, match="entity_column"):
+        BatchScoreOperator(  # type: ignore[call-arg]
+            task_id="score", name="m", features_uri="f", output_uri="o"
+        )

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlops_provider.exceptions import ConfigurationError, TrainingFailed, TrainingInputRejected
+from mlops_provider.exceptions import (
+    ConfigurationError,
+    TrainerContractError,
+    TrainingFailed,
+    TrainingInputRejected,
+)
 from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.trainer.command import trainer_command
 from tests.training_data import build_training_set
@@ -181,3 +187,67 @@ def test_template_fields_cover_every_user_string() -> None:
         "mlflow_conn_id",
         "kubernetes_kwargs",
     }
+
+
+SKLEARN_TRAINER = Path(__file__).parents[2] / "docs" / "examples" / "trainers" / "sklearn_trainer.py"
+
+
+def test_your_own_trainer_runs_with_the_contracts_arguments_and_its_result_is_checked(
+    training_set: Path, evaluation_set: Path, mlflow_conn: Any
+) -> None:
+    """Bring your own trainer: the docs' scikit-learn trainer, run by the same operator."""
+    from mlflow import MlflowClient
+
+    operator = TrainModelOperator(
+        task_id="train",
+        command=f"{sys.executable} {SKLEARN_TRAINER}",
+        training_set_uri=str(training_set),
+        evaluation_set_uri=str(evaluation_set),
+        label_column="churned",
+        id_columns=["customer_id"],
+        hyperparameters={"C": 0.5},
+        experiment="byo-trainer",
+    )
+    result = operator.execute(context={})
+    assert 0.5 < result["metrics"]["eval_roc_auc"] <= 1.0
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    assert client.get_run(result["run_id"]).info.status == "FINISHED"
+    artifacts = [a.path for a in client.list_artifacts(result["run_id"], "reference")]
+    assert artifacts == ["reference/sample.parquet"]
+
+
+def _logged(tracking_uri: str, columns: list[str]) -> dict[str, Any]:
+    """A run with a model whose signature takes ``columns``."""
+    import mlflow
+    import pandas as pd
+
+    from tests.mlflow_helpers import ChurnRuleModel
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("contract-check")
+    frame = pd.DataFrame({c: [1.0, 2.0] for c in columns})
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnRuleModel("constant"),
+            signature=mlflow.models.infer_signature(frame, [0.5, 0.5]),
+            pip_requirements=["mlflow"],
+        )
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "metrics": {}}
+
+
+def test_the_contract_check_names_what_a_trainer_got_wrong(mlflow_conn: Any) -> None:
+    operator = TrainModelOperator(
+        task_id="train",
+        training_set_uri="unused.parquet",
+        label_column="y",
+        id_columns="order_id,store_id",
+        experiment="x",
+    )
+    with pytest.raises(TrainerContractError, match=r"missing \['model_uri', 'metrics'\]"):
+        operator.check_contract({"run_id": "r"})
+    leaky = _logged(mlflow_conn.tracking_uri, ["amount", "store_id"])
+    with pytest.raises(TrainerContractError, match=r"signature takes \['store_id'\]"):
+        operator.check_contract(leaky)
+    clean = _logged(mlflow_conn.tracking_uri, ["amount", "basket_size"])
+    assert operator.check_contract(clean) == clean

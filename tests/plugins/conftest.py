@@ -84,6 +84,7 @@ class Models:
         config = {
             "traffic_uri": str(self.eval_data),
             "log_root": str(self.tmp_path / "predictions"),
+            "entity_column": "customer_id",
             "label_column": "churned",
         }
         common = {"name": name, "backend": "batch", "backend_config": config, "strategy": STRATEGY}

@@ -82,7 +82,7 @@ def test_serialize_round_trips_through_the_class_path() -> None:
         version=3,
         step="1",
         backend="batch",
-        backend_config={"traffic_uri": "/t.parquet", "log_root": "/logs"},
+        backend_config={"traffic_uri": "/t.parquet", "log_root": "/logs", "entity_column": "customer_id"},
         strategy=CanaryStrategy().to_dict(),
     )
     path, kwargs = trigger.serialize()

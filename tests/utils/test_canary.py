@@ -59,7 +59,7 @@ def test_as_dict_accepts_objects_and_their_rendered_json() -> None:
 
 
 def test_the_strategy_defaults_per_backend_and_is_checked_against_it() -> None:
-    batch = {"traffic_uri": "/t.parquet", "log_root": "/logs"}
+    batch = {"traffic_uri": "/t.parquet", "log_root": "/logs", "entity_column": "customer_id"}
     assert task(backend_config=batch).parsed_strategy() == CanaryStrategy()
     assert task(backend_config=batch).parsed_strategy().metrics == DEFAULT_BATCH_CHECKS
     kserve = task(backend="kserve", backend_config=KSERVE, strategy='{"steps": [10, 100]}').parsed_strategy()
@@ -70,9 +70,12 @@ def test_the_strategy_defaults_per_backend_and_is_checked_against_it() -> None:
     ).parsed_strategy().metrics == (DEFAULT_KSERVE_CHECKS[0],)
     with pytest.raises(ConfigurationError, match="cannot compute"):  # PromQL on the batch backend
         task(backend_config=batch, strategy={"metrics": own}).parsed_strategy()
-    with pytest.raises(ConfigurationError, match=r"needs config key\(s\) \['log_root'\]"):
+    with pytest.raises(ConfigurationError, match=r"needs config key\(s\) \['log_root', 'entity_column'\]"):
         task().parsed_strategy()
-    assert task(backend_config={"log_root": "/logs"}).parsed_strategy() == CanaryStrategy()  # eval-set tag
+    with pytest.raises(ConfigurationError, match=r"needs config key\(s\) \['entity_column'\]"):
+        task(backend_config={"log_root": "/logs"}).parsed_strategy()  # no default: the data's own key
+    no_traffic = {"log_root": "/logs", "entity_column": "id"}  # the version's eval-set tag
+    assert task(backend_config=no_traffic).parsed_strategy() == CanaryStrategy()
 
 
 def test_the_version_given_wins_else_the_first_alias_set(registered: tuple[MlflowClient, str]) -> None:
@@ -94,13 +97,23 @@ def test_the_version_given_wins_else_the_first_alias_set(registered: tuple[Mlflo
 def test_build_backend_batch_takes_the_config_as_it_is() -> None:
     hook, log = MLflowHook(), logging.getLogger("t")
     backend = build_backend(
-        "batch", {"traffic_uri": "/t/*.parquet", "log_root": "/logs/", "label_column": "churned"}, hook, log
+        "batch",
+        {
+            "traffic_uri": "/t/*.parquet",
+            "log_root": "/logs/",
+            "label_column": "churned",
+            "entity_column": "id",
+        },
+        hook,
+        log,
     )
     assert isinstance(backend, BatchCanaryBackend)
     assert (backend.hook, backend.traffic_uri, backend.log_root) == (hook, "/t/*.parquet", "/logs")
-    assert (backend.label_column, backend.entity_column, backend.log) == ("churned", "customer_id", log)
+    assert (backend.label_column, backend.entity_column, backend.log) == ("churned", "id", log)
     with pytest.raises(TypeError, match="unexpected keyword argument 'service'"):
-        build_backend("batch", {"traffic_uri": "x", "log_root": "y", "service": "z"}, hook)
+        build_backend(
+            "batch", {"traffic_uri": "x", "log_root": "y", "entity_column": "id", "service": "z"}, hook
+        )
 
 
 def test_build_backend_batch_reads_version_tags_from_the_registry(
@@ -108,7 +121,7 @@ def test_build_backend_batch_reads_version_tags_from_the_registry(
 ) -> None:
     client, name = registered
     client.set_model_version_tag(name, "2", EVAL_SET_URI_TAG, "s3://data/eval_sets/v2.parquet")
-    backend = build_backend("batch", {"log_root": "/logs"}, MLflowHook())
+    backend = build_backend("batch", {"log_root": "/logs", "entity_column": "customer_id"}, MLflowHook())
     assert isinstance(backend, BatchCanaryBackend) and backend.version_tags is not None
     assert backend.version_tags(name, "2")[EVAL_SET_URI_TAG] == "s3://data/eval_sets/v2.parquet"
     assert backend.traffic(name, "1", "2") == {
@@ -138,7 +151,12 @@ def test_fetch_values_for_batch_reads_the_steps_log(
     registered: tuple[MlflowClient, str], eval_data: Any, tmp_path: Any
 ) -> None:
     _, name = registered
-    config = {"traffic_uri": str(eval_data), "log_root": str(tmp_path), "label_column": "churned"}
+    config = {
+        "traffic_uri": str(eval_data),
+        "log_root": str(tmp_path),
+        "label_column": "churned",
+        "entity_column": "customer_id",
+    }
     hook = MLflowHook()
     BatchCanaryBackend(hook, **config).set_weight(name, "1", "2", 100, step=0)
     strategy = CanaryStrategy()

@@ -9,7 +9,13 @@ Rollouts:
   back too: nothing is promoted without evidence);
 - after the last step passes, the canary is promoted: ``champion`` moves to it and the old champion is
   kept as ``previous``;
-- with no champion yet, the first version is promoted at once (nothing to compare with);
+- with no champion yet, the first version is promoted at once (nothing to compare with), once it passed
+  the backend's smoke test: it scored a sample of the traffic with an error rate within the strategy's
+  ``error_rate`` limit (the batch backend's; kserve has none); one that cannot score is ``refused``,
+  with no alias moved;
+- a step whose failing analysis saw the champion fail as well (its error rate on the same traffic at or
+  above the canary's limit) judged the input, not the canary: the rollout is stopped as ``refused``
+  with both error summaries (:meth:`CanaryController.refuse`), not rolled back;
 - a version the gate compared with another champion than today's is refused before any traffic moves
   (``refused``; start it again once the gate has re-run);
 - the champion a rollout started against is recorded, and every start, step and promotion re-checks
@@ -36,6 +42,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlops_provider.canary.analysis import error_rate_limit
 from mlops_provider.constants import (
     CANARY,
     CANARY_STATE_TAG,
@@ -260,6 +267,36 @@ class CanaryController:
         against = "no champion" if gated in ("", "None") else f"champion v{gated}"
         return f"gated against {against}, but the champion is now v{champion}: re-run the gate"
 
+    def _smoke_test(self, version: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The backend's smoke test of a first model, and why it cannot be promoted (None: it can)."""
+        smoke = self.backend.smoke_test(self.name, version) if self.backend else None
+        if smoke is None:
+            return None, None
+        limit = error_rate_limit(self.strategy)
+        if smoke["error_rate"] <= limit:
+            return smoke, None
+        return smoke, (
+            f"first model failed its smoke test: {smoke['errors']} (error rate {smoke['error_rate']:.3g} > "
+            f"{limit:.3g} on {smoke['rows']} rows of {smoke.get('traffic_uri')}); it cannot score the "
+            "traffic, so it was not promoted: fix the model or the traffic's columns, then start again"
+        )
+
+    def _refuse_start(
+        self,
+        version: str,
+        doc: dict[str, Any],
+        steps: list[int],
+        champion: str | None,
+        refusal: str,
+        **evidence: Any,
+    ) -> None:
+        """Record a start refused before anything changed, once (a retry adds no second entry); raise."""
+        if doc["status"] != REFUSED or doc["reason"] != _clip(refusal, REASON_CHARS):
+            refused = doc | {"status": REFUSED, "step": -1, "weight": 0, "steps": steps}
+            refused |= {"champion": champion, "reason": _clip(refusal, REASON_CHARS)}
+            self._write(version, refused, "refuse", refusal, **evidence)
+        raise ConfigurationError(f"Canary {self.name!r} v{version} refused: {refusal}.")
+
     # -- transitions --------------------------------------------------------------------------------
     def start(self, version: str | int) -> dict[str, Any]:
         """Make ``version`` the canary at weight 0, or promote it at once when there is no champion.
@@ -268,9 +305,10 @@ class CanaryController:
         different version mid-rollout is rolled back as superseded (as Flagger restarts on a new revision).
 
         :raises ConfigurationError: the gate compared ``version`` with another champion than today's
-            (recorded as ``refused``; nothing else changes), the strategy's state cannot fit a tag, the
-            backend cannot run the rollout (e.g. no traffic to replay), or the champion changed in the
-            middle of the rollout (stopped, see :meth:`_hold_champion`).
+            (recorded as ``refused``; nothing else changes), a first model failed its smoke test (the
+            same), the strategy's state cannot fit a tag, the backend cannot run the rollout (e.g. no
+            traffic to replay), or the champion changed in the middle of the rollout (stopped, see
+            :meth:`_hold_champion`).
         """
         version = str(version)
         doc = self._read(version)
@@ -290,16 +328,20 @@ class CanaryController:
         if doc["status"] == PROGRESSING:
             self._hold_champion(version, doc, champion)
         elif champion is None:
+            smoke, refusal = self._smoke_test(version)
+            if refusal is not None:
+                self._refuse_start(version, doc, steps, None, refusal, smoke_test=smoke)
             first = doc | {"status": PROGRESSING, "step": -1, "weight": 0, "steps": steps}
-            return self._promote(version, first, "first model: no champion to compare with, promoted at once")
+            reason = "first model: no champion to compare with, promoted at once"
+            if smoke is not None:
+                reason += (
+                    f" after its smoke test ({smoke['rows']} rows, error rate {smoke['error_rate']:.3g})"
+                )
+            return self._promote(version, first, reason)
         else:  # a new rollout: checked before anything changes
             refusal = self._stale_gate(version, champion)
             if refusal is not None:
-                if doc["status"] != REFUSED or doc["reason"] != refusal:  # a retry adds no second entry
-                    refused = doc | {"status": REFUSED, "step": -1, "weight": 0, "steps": steps}
-                    refused |= {"champion": champion, "reason": refusal}
-                    self._write(version, refused, "refuse", refusal)
-                raise ConfigurationError(f"Canary {self.name!r} v{version} refused: {refusal}.")
+                self._refuse_start(version, doc, steps, champion, refusal)
             self._check_fits()
             if self.backend:
                 self.backend.check(self.name, champion, version)
@@ -432,14 +474,32 @@ class CanaryController:
             f"with {was}, so its traffic was removed and the champion left as it is: {remedy}, then start "
             "again"
         )
+        self._stop(version, doc, reason, champion=champion, started_against=started)
+        where = f"step {doc['step'] + 1} ({doc['weight']}%)" if doc["step"] >= 0 else "before its first step"
+        raise ConfigurationError(f"Canary {self.name!r} v{version} stopped at {where}: {reason}.")
+
+    def refuse(self, version: str | int, reason: str, **evidence: Any) -> dict[str, Any]:
+        """Stop a progressing rollout without judging the canary (e.g. the input failed both models):
+        its traffic is removed, the ``canary`` alias deleted, the champion left as it is, and the state
+        records ``refused`` with ``reason`` and ``evidence``. Not final: :meth:`start` begins a new
+        rollout. A rollout that is not progressing is returned as it is."""
+        version = str(version)
+        doc = self._read(version)
+        if doc["status"] != PROGRESSING:
+            return self._public(version, doc)
+        return self._stop(version, doc, reason, champion=self.alias(CHAMPION), **evidence)
+
+    def _stop(
+        self, version: str, doc: dict[str, Any], reason: str, *, champion: str | None, **evidence: Any
+    ) -> dict[str, Any]:
+        """Remove the canary's traffic and alias; record ``refused`` with ``reason`` (and ``champion``,
+        ``evidence`` in the history entry)."""
         if self.backend and champion != version:
             self.backend.rollback(self.name, champion, version)
         if self.alias(CANARY) == version:
             self.client.delete_registered_model_alias(self.name, CANARY)
         stopped = doc | {"status": REFUSED, "weight": 0, "reason": _clip(reason, REASON_CHARS)}
-        self._write(version, stopped, "refuse", reason, champion=champion, started_against=started)
-        where = f"step {doc['step'] + 1} ({doc['weight']}%)" if doc["step"] >= 0 else "before its first step"
-        raise ConfigurationError(f"Canary {self.name!r} v{version} stopped at {where}: {reason}.")
+        return self._write(version, stopped, "refuse", reason, champion=champion, **evidence)
 
     def _promote(self, version: str, doc: dict[str, Any], reason: str) -> dict[str, Any]:
         champion = self.alias(CHAMPION)

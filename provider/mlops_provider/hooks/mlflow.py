@@ -264,6 +264,34 @@ class MLflowHook(BaseHook):
                 run_id=run_id, artifact_path=artifact_path, dst_path=dst_path, tracking_uri=self.tracking_uri
             )
 
+    def model_inputs(self, model_uri: str) -> list[str] | None:
+        """The input column names of a logged model's signature (None when it has no signature).
+
+        Reads the model's ``MLmodel`` file only, not its weights.
+        """
+        import tempfile
+
+        import mlflow
+        from mlflow.models import Model
+
+        with tempfile.TemporaryDirectory(prefix="mlops-mlmodel-") as tmp, self.session() as client:
+            location = model_uri.rstrip("/")
+            if location.startswith("models:/m-"):  # an MLflow 3 logged model, not a registered name
+                location = client.get_logged_model(location.removeprefix("models:/")).artifact_location
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{location}/MLmodel",
+                dst_path=tmp,
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.registry_uri,
+            )
+            signature = Model.load(path).signature
+        return None if signature is None else list(signature.inputs.input_names())
+
+    def list_artifact_paths(self, run_id: str, path: str) -> list[str]:
+        """The artifact paths directly under ``path`` of run ``run_id``."""
+        with self.session() as client:
+            return [item.path for item in client.list_artifacts(run_id, path)]
+
     def read_artifact_text(self, run_id: str, artifact_path: str) -> str:
         """The text of one artifact of run ``run_id`` (a JSON report, say)."""
         import tempfile

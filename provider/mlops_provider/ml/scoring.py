@@ -3,8 +3,10 @@
 Entities are routed by a stable hash of their key: an entity in the canary share at 5 % stays in it at
 25 %, and the split does not change between runs or machines. Each variant scores its rows in requests
 of ``request_rows``; a request that raises marks all of its rows as errors (as a failed HTTP request
-would), so ``error_rate`` is the share of rows that got no prediction. ``latency_ms`` is the request's
-wall time, recorded on each of its rows.
+would), so ``error_rate`` is the share of rows that got no prediction. An error is kept as the
+exception's class and cause, without the data dump MLflow's schema errors open with
+(:func:`error_text`), and summarised per exception class (:func:`error_summary`). ``latency_ms`` is
+the request's wall time, recorded on each of its rows.
 
 The canary analysis judges one poll on one slice of a step's log (:func:`poll_slice`): the rows are
 dealt into disjoint, equal slices in the order of another stable hash of the entity key, so each poll
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.constants import CANARY, CHAMPION
@@ -51,6 +55,10 @@ PSI_CAP = 99.0
 # AUC) a poll needs before quality metrics judge.
 MIN_SAMPLES = 200
 MIN_POSITIVES = 10
+ERROR_CHARS = 300  # an error as kept in the log: the exception's class and its cause, no data dump
+FIRST_ERROR_CHARS = 160  # the first error as quoted in an error summary
+# MLflow's pyfunc schema errors open with a dump of the input data; the cause follows "Error: ".
+_SCHEMA_DUMP = re.compile(r"^Failed to enforce schema .*? with schema .*?\. Error: ", re.DOTALL)
 
 
 def _entity_hash(keys: pd.Series, salt: str) -> Any:
@@ -123,8 +131,9 @@ def score(
     :param keep_columns: columns copied to the log unscored (e.g. the label); the entity is always kept.
     :param request_rows: rows per model request.
     :param shadow: also score the canary's rows with the champion, unserved, into ``shadow_probability``,
-        ``shadow_prediction`` and ``shadow_latency_ms``, so the analysis compares both models on the same
-        entities, at the same time (at weight 100 the champion serves nothing to time otherwise).
+        ``shadow_prediction``, ``shadow_latency_ms`` and ``shadow_error``, so the analysis compares both
+        models on the same entities, at the same time (at weight 100 the champion serves nothing to time
+        otherwise, nor to take its error rate on).
     :return: the prediction log: entity, ``keep_columns``, then :data:`LOG_COLUMNS` (and the shadow
         columns).
     """
@@ -154,14 +163,13 @@ def score(
         part = _score_variant(subset, model, features, request_rows)
         part.insert(0, "variant", variant)
         part.insert(1, "model_version", str(version))
-        errors = int(part["error"].notna().sum())
         if log is not None:
             log.info(
-                "Scored %d row(s) with the %s (v%s): %d error(s), p95 latency %.1f ms.",
+                "Scored %d row(s) with the %s (v%s): %s, p95 latency %.1f ms.",
                 len(part),
                 variant,
                 version,
-                errors,
+                error_summary(part["error"]) or "0 errors",
                 float(part["latency_ms"].quantile(0.95)),
             )
         if shadow:
@@ -173,6 +181,7 @@ def score(
             part["shadow_probability"] = shadowed["probability"] if shadowed is not None else np.nan
             part["shadow_prediction"] = shadowed["prediction"] if shadowed is not None else pd.NA
             part["shadow_latency_ms"] = shadowed["latency_ms"] if shadowed is not None else np.nan
+            part["shadow_error"] = shadowed["error"] if shadowed is not None else None
         parts.append(pd.concat([subset[keep].reset_index(drop=True), part.reset_index(drop=True)], axis=1))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keep, *LOG_COLUMNS])
     result["canary_weight"] = float(weight if CANARY in models else 0)
@@ -201,7 +210,7 @@ def _score_variant(subset: pd.DataFrame, model: Any, features: list[str], reques
             probability[start:stop] = np.asarray(out["probability"], dtype=float)
             prediction[start:stop] = np.asarray(out["prediction"]).astype(np.int64)
         except Exception as err:  # a failing request is data for the analysis, not a task failure
-            error[start:stop] = f"{type(err).__name__}: {err}"[:300]
+            error[start:stop] = error_text(err)
         latency[start:stop] = (time.perf_counter() - began) * 1000
     return pd.DataFrame(
         {
@@ -211,6 +220,44 @@ def _score_variant(subset: pd.DataFrame, model: Any, features: list[str], reques
             "error": error,
         }
     )
+
+
+def error_text(err: BaseException) -> str:
+    """``"Class: cause"`` of a failed request, as the log keeps it: MLflow's dump of the input data
+    dropped (its cause, e.g. ``Model is missing inputs [...]``, kept), whitespace collapsed, clipped."""
+    message = _SCHEMA_DUMP.sub("", str(err), count=1)
+    return _clip(" ".join(f"{type(err).__name__}: {message}".split()), ERROR_CHARS)
+
+
+def error_summary(errors: pd.Series) -> str | None:
+    """What went wrong in a log's ``error`` column, for a log line or a verdict; None without errors.
+
+    E.g. ``56 error(s): MlflowException x56; first: MlflowException: Model is missing inputs ['x']``:
+    the rows that got no prediction, a count per exception class (most frequent first), and the first
+    error's class and cause.
+    """
+    failed = [str(e) for e in errors.dropna()]
+    if not failed:
+        return None
+    kinds = Counter(e.partition(":")[0] for e in failed)
+    counts = ", ".join(f"{kind} x{n}" for kind, n in kinds.most_common())
+    return f"{len(failed)} error(s): {counts}; first: {_clip(failed[0], FIRST_ERROR_CHARS)}"
+
+
+def error_summaries(log_frame: pd.DataFrame) -> dict[str, str | None]:
+    """``{"canary", "champion"}``: :func:`error_summary` of the rows each variant served; a champion
+    that served nothing (weight 100) is summarised on its shadow requests for the canary's rows."""
+    summaries: dict[str, str | None] = {}
+    for variant in (CANARY, CHAMPION):
+        served = log_frame.loc[log_frame["variant"] == variant, "error"]
+        if served.empty and variant == CHAMPION and "shadow_error" in log_frame.columns:
+            served = log_frame.loc[log_frame["variant"] == CANARY, "shadow_error"]
+        summaries[variant] = error_summary(served)
+    return summaries
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_log(log_frame: pd.DataFrame, uri: str) -> str:
@@ -256,7 +303,8 @@ def analyse(
 ) -> dict[str, tuple[float | None, float | None]]:
     """Per-metric ``(canary, champion)`` values from a prediction log, the input of ``judge_poll``.
 
-    Health (error rate, latency) compares the rows each variant served. With shadow columns, the
+    Health (error rate, latency) compares the rows each variant served; when the champion served none
+    (weight 100), its shadow requests for the canary's rows stand in. With shadow columns, the
     prediction shift (PSI) and quality compare both models on the canary's own rows (a paired
     comparison: two equal models differ by exactly 0); without them, on the rows each variant served.
     ``prediction_psi`` is the canary's distribution against the champion's (champion side 0). Quality
@@ -280,6 +328,9 @@ def analyse(
         shadow_latency = served[CANARY]["shadow_latency_ms"].dropna()
         if not shadow_latency.empty:
             values["latency_p95_ms"][1] = float(shadow_latency.quantile(0.95))
+        if "shadow_error" in log_frame.columns and not served[CANARY].empty:
+            # Its error rate on the same rows: a champion that fails too points at the input, not the canary.
+            values["error_rate"][1] = float(served[CANARY]["shadow_error"].notna().mean())
     canary = served[CANARY]
     if canary.empty:
         return {k: (v[0], v[1]) for k, v in values.items()}

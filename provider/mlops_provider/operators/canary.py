@@ -27,9 +27,12 @@ class CanaryDeployOperator(CanaryTask):
     """Start a rollout of ``version`` and, with ``step``, move it to that step of the strategy.
 
     Starting makes the version the ``canary`` (at weight 0), or promotes it at once when there is no
-    champion yet. It is refused, and the task fails with no canary and no traffic, when the gate compared
-    the version with another champion than today's (``mlops.gate.champion_version``): re-run the gate,
-    then this task. ``step`` (0-based) is deployed once the previous step's analysis passed; when the
+    champion yet, once it passed the backend's smoke test (batch: it scores a sample of its traffic, up
+    to 300 rows of its held-out evaluation set by default, with an error rate within the strategy's
+    ``error_rate`` limit; kserve has none). A first model that cannot score is refused, the task fails
+    with its error summary, and no alias moves. A start is also refused, and the task fails with no
+    canary and no traffic, when the gate compared the version with another champion than today's
+    (``mlops.gate.champion_version``): re-run the gate, then this task. ``step`` (0-based) is deployed once the previous step's analysis passed; when the
     rollout is already there or finished, nothing changes.
 
     Every start and step re-checks that the champion is still the one the rollout started against. When
@@ -46,10 +49,11 @@ class CanaryDeployOperator(CanaryTask):
         ``batch``:
 
         - ``log_root`` (required): where the per-step prediction logs go;
+        - ``entity_column`` (required, e.g. ``customer_id``): the key traffic is split and polls are
+          sliced on;
         - ``traffic_uri`` (default None: the version's own held-out evaluation set, the URI in its
           ``mlops.eval_set_uri`` tag; without that tag the start fails before any traffic moves): a
           parquet file, directory or local glob (newest match) of labelled rows neither model trained on;
-        - ``entity_column`` (default ``customer_id``): the key traffic is split and polls are sliced on;
         - ``label_column`` (default None: no quality checks): the label of the replayed rows;
         - ``request_rows`` (default 256): rows per model request.
 
@@ -154,7 +158,7 @@ class BatchScoreOperator(BaseOperator):
     :param name: registered model name.
     :param features_uri: parquet file (or local glob: the newest match) of rows to score.
     :param output_uri: where the prediction log goes (local or s3://).
-    :param entity_column: the entity key.
+    :param entity_column: the entity key (required: e.g. ``customer_id``), which rows are routed on.
     :param keep_columns: columns copied to the log unscored (e.g. event_timestamp, a label).
     :param request_rows: rows per model request.
     :param mlflow_conn_id: the MLflow connection.
@@ -169,7 +173,7 @@ class BatchScoreOperator(BaseOperator):
         name: str,
         features_uri: str,
         output_uri: str,
-        entity_column: str = "customer_id",
+        entity_column: str,
         keep_columns: list[str] | None = None,
         request_rows: int = 256,
         mlflow_conn_id: str = MLflowHook.default_conn_name,

@@ -17,7 +17,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.hooks.mlflow import MLflowHook
-from mlops_provider.trainer.command import trainer_command
+from mlops_provider.trainer.command import REFERENCE_TRAINER, entrypoint_argv, trainer_arguments
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -65,6 +65,9 @@ class GPUTrainingOperator(KubernetesPodOperator):
     :param id_columns: entity keys and other bookkeeping columns that are not features; default none.
         (templated)
     :param image: trainer image. (templated)
+    :param command: your trainer's entrypoint in ``image``, e.g. ``["python", "/app/train.py"]``; the
+        contract's arguments (:func:`~mlops_provider.trainer.command.trainer_arguments`) follow it.
+        None runs the reference trainer (``python -m mlops_provider.trainer``). (templated)
     :param gpus: GPUs to request (0 runs on CPU nodes).
     :param gpu_resource: extended resource name of the GPU device plugin.
     :param node_selector: e.g. ``{"nvidia.com/gpu.present": "true"}``. (templated)
@@ -91,6 +94,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         "hyperparameters",
         "experiment",
         "id_columns",
+        "command",
         "mlflow_conn_id",
         "tracking_uri",
     )
@@ -105,6 +109,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         id_columns: list[str] | str | None = None,
         evaluation_set_uri: str | None = None,
         image: str = DEFAULT_IMAGE,
+        command: list[str] | str | None = None,
         gpus: int = 1,
         gpu_resource: str = "nvidia.com/gpu",
         tolerations: list[k8s.V1Toleration] | None = None,
@@ -177,6 +182,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
         self.id_columns = id_columns
         self.evaluation_set_uri = evaluation_set_uri
         self.gpus = gpus
+        self.command = command
         self.mlflow_conn_id = mlflow_conn_id
         self.tracking_uri = tracking_uri
         self.mlflow_secret_name = mlflow_secret_name
@@ -184,7 +190,7 @@ class GPUTrainingOperator(KubernetesPodOperator):
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
         """Add the trainer's arguments and MLflow environment, then let KPO build the pod."""
-        self.arguments = trainer_command(
+        contract = trainer_arguments(
             self.training_set_uri,
             label=self.label_column,
             experiment=self.experiment,
@@ -192,6 +198,8 @@ class GPUTrainingOperator(KubernetesPodOperator):
             id_columns=self.id_columns,
             evaluation_set_uri=self.evaluation_set_uri,
         )
+        entrypoint = entrypoint_argv(self.command) or ["python", *REFERENCE_TRAINER]
+        self.cmds, self.arguments = entrypoint[:1], [*entrypoint[1:], *contract]
         # KPO converts self.env_vars in place, so rebuild from the user's list on every call.
         self.env_vars = [*_as_env_list(self._user_env_vars), *self._trainer_env()]
         return super().build_pod_request_obj(context, dry_run=dry_run)

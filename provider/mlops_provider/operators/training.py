@@ -18,10 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from mlops_provider.exceptions import ConfigurationError, TrainingFailed, TrainingInputRejected
+from mlops_provider.exceptions import (
+    ConfigurationError,
+    TrainerContractError,
+    TrainingFailed,
+    TrainingInputRejected,
+)
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
-from mlops_provider.trainer.command import as_dict, trainer_command
+from mlops_provider.trainer.command import (
+    REFERENCE_TRAINER,
+    as_columns,
+    as_dict,
+    entrypoint_argv,
+    trainer_arguments,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,9 +63,14 @@ class TrainModelOperator(BaseOperator):
         features, e.g. the feature service's join keys; default none. (templated)
     :param mlflow_conn_id: MLflow connection; host = tracking URI. (templated)
     :param kubernetes_kwargs: extra GPUTrainingOperator arguments (image, gpus, namespace...). (templated)
-    :return: ``{"run_id", "model_uri", "metrics"}`` from the trainer.
+    :param command: your own trainer's entrypoint, e.g. ``["python", "/opt/trainers/my_trainer.py"]``
+        (in the pod: in your ``image``); the contract's arguments follow it (docs/training.md, "Bring
+        your own trainer"). None runs the reference trainer. (templated)
+    :return: ``{"run_id", "model_uri", "metrics"}`` from the trainer, checked against the contract: the
+        run exists and its model's signature takes neither the label nor an id column.
     :raises TrainingInputRejected: the trainer refused the training set (not retried).
     :raises TrainingFailed: the trainer crashed or printed no result (retried).
+    :raises TrainerContractError: the trainer's result or logged model breaks the contract (not retried).
     """
 
     template_fields: Sequence[str] = (
@@ -67,6 +83,7 @@ class TrainModelOperator(BaseOperator):
         "id_columns",
         "mlflow_conn_id",
         "kubernetes_kwargs",
+        "command",
     )
     ui_color = "#f0e4ff"
 
@@ -82,6 +99,7 @@ class TrainModelOperator(BaseOperator):
         evaluation_set_uri: str | None = None,
         mlflow_conn_id: str = "mlflow_default",
         kubernetes_kwargs: dict[str, Any] | None = None,
+        command: list[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -94,16 +112,17 @@ class TrainModelOperator(BaseOperator):
         self.evaluation_set_uri = evaluation_set_uri
         self.mlflow_conn_id = mlflow_conn_id
         self.kubernetes_kwargs = kubernetes_kwargs
+        self.command = command
         self._process: subprocess.Popen[str] | None = None
         self._pod_operator: GPUTrainingOperator | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         backend = str(self.backend).strip().lower()
         if backend == "local":
-            return self._run_local()
+            return self.check_contract(self._run_local())
         if backend == "kubernetes":
             self._pod_operator = self.pod_operator()
-            return self._pod_operator.execute(context)
+            return self.check_contract(self._pod_operator.execute(context))
         raise ConfigurationError(
             f"unknown training backend {self.backend!r} for task {self.task_id}; use one of {BACKENDS} "
             "(DAG param training_backend, Airflow Variable mlops_training_backend)"
@@ -111,7 +130,7 @@ class TrainModelOperator(BaseOperator):
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume the deferred pod operator of the kubernetes backend."""
-        return self.pod_operator().trigger_reentry(context, event)
+        return self.check_contract(self.pod_operator().trigger_reentry(context, event))
 
     def pod_operator(self) -> GPUTrainingOperator:
         """Build the GPU pod operator for this task with the shared trainer command."""
@@ -127,12 +146,17 @@ class TrainModelOperator(BaseOperator):
             evaluation_set_uri=self.evaluation_set_uri,
             mlflow_conn_id=self.mlflow_conn_id,
             **as_dict(self.kubernetes_kwargs),
+            **self._command_kwargs(),
         )
 
+    def _command_kwargs(self) -> dict[str, Any]:
+        return {"command": self.command} if self.command else {}
+
     def _run_local(self) -> dict[str, Any]:
+        entrypoint = entrypoint_argv(self.command) or [sys.executable, *REFERENCE_TRAINER]
         argv = [
-            sys.executable,
-            *trainer_command(
+            *entrypoint,
+            *trainer_arguments(
                 self.training_set_uri,
                 label=self.label_column,
                 experiment=self.experiment,
@@ -178,6 +202,56 @@ class TrainModelOperator(BaseOperator):
             raise TrainingFailed(
                 f"{where} exited 0 without a {RESULT_MARKER.strip()} line; last lines:\n{tail}"
             )
+        return result
+
+    def check_contract(self, result: Any) -> Any:
+        """Check a trainer's result and logged model against the contract; name what is missing.
+
+        The reference trainer passes by construction; a user's trainer gets a message it can act on
+        instead of a failure three tasks later (a key as a feature, a model with no signature).
+        """
+        where = f"the trainer of task {self.task_id}"
+        if result is None:  # a deferred pod operator: checked on trigger_reentry
+            return result
+        if not isinstance(result, dict):
+            raise TrainerContractError(
+                f"{where} returned {type(result).__name__}, not the result JSON object"
+            )
+        missing = [key for key in ("run_id", "model_uri", "metrics") if key not in result]
+        if missing or not isinstance(result.get("metrics"), dict):
+            raise TrainerContractError(
+                f"{where} returned {sorted(result)}; the contract's result is "
+                f'{{"run_id", "model_uri", "metrics": {{...}}}}, missing {missing or ["metrics as an object"]}. '
+                f"Print it as one line: {RESULT_MARKER.strip()} <json> (docs/training.md)"
+            )
+        hook = MLflowHook(self.mlflow_conn_id)
+        with hook.session() as client:
+            client.get_run(result["run_id"])  # raises, naming the run, when it does not exist
+        try:
+            inputs = hook.model_inputs(result["model_uri"])
+        except Exception as err:
+            raise TrainerContractError(
+                f"{where}: model_uri {result['model_uri']!r} cannot be read ({type(err).__name__}: {err}); "
+                "log a pyfunc model in the run and return its model_uri"
+            ) from None
+        if inputs is None:
+            raise TrainerContractError(
+                f"{where}: the model at {result['model_uri']} has no signature; log it with "
+                "signature=mlflow.models.infer_signature(features) so scoring and drift know its inputs"
+            )
+        leaked = sorted({self.label_column, *as_columns(self.id_columns)} & set(inputs))
+        if leaked:
+            raise TrainerContractError(
+                f"{where}: the model's signature takes {leaked}, the label or id columns; they must not be "
+                "features (a key would become a feature, and scoring by another key would fail)"
+            )
+        if "reference/sample.parquet" not in hook.list_artifact_paths(result["run_id"], "reference"):
+            self.log.warning(
+                "Run %s has no reference/sample.parquet: drift detection against this model will be "
+                "skipped; log one with mlops_provider.trainer.run.log_reference_sample",
+                result["run_id"],
+            )
+        self.log.info("The trainer's result follows the contract: model inputs %s", inputs)
         return result
 
     def on_kill(self) -> None:

@@ -23,7 +23,15 @@ class CanaryAnalysisSensor(CanaryTask):
     :func:`mlops_provider.canary.judge_poll`); ``checks_per_step`` passing polls pass the step,
     ``failure_threshold`` failing polls fail it, and too many polls without data make it inconclusive.
     The verdict is recorded on the version in MLflow: a retried or resumed task returns it without
-    polling again. The task succeeds whatever the verdict; branch on ``verdict``.
+    polling again. The task succeeds whatever the verdict; branch on ``verdict``. The verdict's message
+    names the checks that failed and, on the batch backend, each variant's errors (count per exception
+    class and the first error's cause).
+
+    One failure is not the canary's: when the champion fails as well (its error rate on the same
+    step's traffic at or above the canary's ``error_rate`` limit), the input is at fault (e.g. the
+    traffic lacks a column both models take). Then no verdict is recorded and nothing is rolled back:
+    the rollout is stopped as ``refused`` with both error summaries in its history, and the task fails
+    with a ``ConfigurationError``; fix the pipeline, then start the rollout again.
 
     :param step: the step (0-based) to analyse; it must be deployed.
     :param deferrable: poll in the triggerer instead of holding a worker slot.
@@ -143,9 +151,13 @@ class CanaryAnalysisSensor(CanaryTask):
         return None
 
     def _record(self, version: str, step: int, verdict: str, polls: list[dict[str, Any]]) -> dict[str, Any]:
+        from mlops_provider.canary.analysis import champion_fails_too, step_message
+
         last = polls[-1]["checks"] if polls else []
-        failing = [c["message"] for c in last if c["status"] != "pass"]
-        message = "; ".join(failing) if verdict != "pass" else "; ".join(c["message"] for c in last)
+        message = step_message(verdict, polls)
+        both = champion_fails_too(self.parsed_strategy(), polls) if verdict == "fail" else None
+        if both is not None:
+            self._refuse_misconfigured(version, step, both)
         with self.hook.session() as client:
             controller: CanaryController = self.controller(client, with_backend=False)
             weight = controller.state(version)["weight"]
@@ -169,3 +181,24 @@ class CanaryAnalysisSensor(CanaryTask):
             recorded.get("message", ""),
         )
         return recorded
+
+    def _refuse_misconfigured(self, version: str, step: int, both: dict[str, Any]) -> None:
+        """Stop the rollout as ``refused``, the champion having failed as well (``both``: the evidence of
+        :func:`~mlops_provider.canary.analysis.champion_fails_too`); raise."""
+        from mlops_provider.exceptions import ConfigurationError
+
+        errors = both["errors"]
+        reason = (
+            f"the champion fails as well (error rate {both['champion']:.3g}, canary {both['canary']:.3g}, "
+            f"limit {both['limit']:.3g}, on the same traffic of step {step + 1}), so the pipeline is "
+            f"misconfigured, not the canary: canary {errors.get('canary') or 'no errors'}; champion "
+            f"{errors.get('champion') or 'no errors'}. The traffic does not fit the models (e.g. it has "
+            "columns they do not take, or lacks one they need): fix the traffic or backend_config, then "
+            "start the rollout again"
+        )
+        with self.hook.session() as client:
+            self.controller(client).refuse(version, reason, errors=errors)
+        raise ConfigurationError(
+            f"Canary analysis of {self.name!r} v{version} step {step + 1}: {reason}. The canary was not "
+            "rolled back: its rollout was stopped (refused)."
+        )

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
 from mlops_provider.exceptions import ConfigurationError
+
+REFERENCE_TRAINER = ("-m", "mlops_provider.trainer")
 
 
 def trainer_command(
@@ -23,9 +26,10 @@ def trainer_command(
     id_columns: Sequence[str] | str | None = None,
     evaluation_set_uri: str | None = None,
 ) -> list[str]:
-    """Return the trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
+    """Return the reference trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
 
-    The local backend runs ``[sys.executable, *argv]``; the pod runs ``["python", *argv]``.
+    The local backend runs ``[sys.executable, *argv]``; the pod runs ``["python", *argv]``. The
+    arguments after the module are :func:`trainer_arguments`, the contract every trainer takes.
 
     :param training_set_uri: parquet file or directory, local path or ``s3://``.
     :param label: binary label column.
@@ -36,10 +40,34 @@ def trainer_command(
     :param evaluation_set_uri: held-out parquet file or directory scored with the kept weights
         (``eval_*`` metrics); None or an empty string for none, and then the flag is left out.
     """
+    arguments = trainer_arguments(
+        training_set_uri,
+        label=label,
+        experiment=experiment,
+        hyperparameters=hyperparameters,
+        id_columns=id_columns,
+        evaluation_set_uri=evaluation_set_uri,
+    )
+    return [*REFERENCE_TRAINER, *arguments]
+
+
+def trainer_arguments(
+    training_set_uri: str,
+    *,
+    label: str,
+    experiment: str,
+    hyperparameters: dict[str, Any] | str | None = None,
+    id_columns: Sequence[str] | str | None = None,
+    evaluation_set_uri: str | None = None,
+) -> list[str]:
+    """The trainer contract's command-line arguments, which any trainer (yours too) receives.
+
+    ``--training-set URI [--evaluation-set URI] --label COL --experiment NAME --hyperparameters JSON
+    --id-columns COL,COL`` (docs/training.md, "Bring your own trainer").
+    """
     # Flag and value on one line each, as a reader of the pod spec sees them.
     evaluation = ("--evaluation-set", evaluation_set_uri) if evaluation_set_uri else ()
     return [
-        *("-m", "mlops_provider.trainer"),
         *("--training-set", training_set_uri),
         *evaluation,
         *("--label", label),
@@ -47,6 +75,17 @@ def trainer_command(
         *("--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True)),
         *("--id-columns", ",".join(as_columns(id_columns))),
     ]
+
+
+def entrypoint_argv(command: Sequence[str] | str | None) -> list[str]:
+    """A user trainer's entrypoint as argv: a list, its JSON rendering by a template, or a shell-like
+    string (``"python /app/train.py"``); empty for none (the reference trainer)."""
+    if command is None or command == "":
+        return []
+    if isinstance(command, str):
+        text = command.strip()
+        return [str(part) for part in json.loads(text)] if text.startswith("[") else shlex.split(text)
+    return [str(part) for part in command]
 
 
 def as_columns(value: Sequence[str] | str | None) -> list[str]:

@@ -8,8 +8,6 @@ picked the best epoch, at that epoch; ``epoch_*`` the per-epoch curves (step = e
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -22,6 +20,7 @@ from mlops_provider.constants import (
     HYPERPARAMETERS_HASH_TAG,
     TRAINING_SET_URI_TAG,
 )
+from mlops_provider.ml import reference
 from mlops_provider.trainer import (
     BEST_EPOCH_METRIC,
     EARLY_STOP_METRIC_PREFIX,
@@ -34,8 +33,7 @@ from mlops_provider.trainer import model as model_lib
 from mlops_provider.trainer.data import EvaluationSet, TrainingSet, time_range
 
 log = logging.getLogger("mlops_provider.trainer")
-# Enough rows for stable drift tests (PSI bins, KS, chi-squared) while the artifact stays a few MB.
-REFERENCE_SAMPLE_ROWS = 10_000
+REFERENCE_SAMPLE_ROWS = reference.REFERENCE_SAMPLE_ROWS
 
 
 def to_tensors(frame: Any, spec: dict[str, Any], label: str, device: torch.device) -> train.Tensors:
@@ -174,14 +172,5 @@ def _summary(metrics: dict[str, float]) -> str:
 
 
 def log_reference_sample(data: TrainingSet) -> None:
-    """Log a seeded sample of the training split's features as ``reference/sample.parquet``.
-
-    Drift detection compares raw values (KS and PSI need them, summary quantiles are not enough); the
-    fixed seed makes a retrain on the same data log the same sample.
-    """
-    features = data.train[data.features]
-    sample = features.sample(n=min(len(features), REFERENCE_SAMPLE_ROWS), random_state=0)
-    with tempfile.TemporaryDirectory(prefix="mlops-reference-") as workdir:
-        path = Path(workdir) / "sample.parquet"
-        sample.reset_index(drop=True).to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), "reference")
+    """Log the drift reference: a seeded sample of the training split's features (ml.reference)."""
+    reference.log_reference_sample(data.train[data.features], REFERENCE_SAMPLE_ROWS)

@@ -26,15 +26,17 @@ def analyse_once(
     *,
     poll: int,
 ) -> dict[str, Any]:
-    """Poll ``poll`` (0-based) of the step: fetch ``{metric: (canary, champion)}`` and judge it.
+    """Poll ``poll`` (0-based) of the step: fetch ``{metric: (canary, champion)}`` and judge it; on the
+    batch backend the poll also keeps each variant's error summary (``errors``) when there are errors.
 
     Each poll judges new traffic: on the batch backend, its own slice of the step's log.
     """
     from mlops_provider.canary import judge_poll
-    from mlops_provider.utils.canary import fetch_values
+    from mlops_provider.utils.canary import fetch_errors, fetch_values
 
     values = fetch_values(backend, backend_config, hook, name, version, step, strategy, poll=poll)
-    return judge_poll(strategy, values, baseline)
+    errors = fetch_errors(backend, backend_config, hook, name, version, step, strategy, poll=poll)
+    return judge_poll(strategy, values, baseline, errors)
 
 
 class CanaryAnalysisTrigger(BaseTrigger):

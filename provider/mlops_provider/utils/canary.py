@@ -163,3 +163,22 @@ def fetch_values(
         config.get("prometheus_conn_id", "prometheus_default"), base_url=config.get("prometheus_url")
     )
     return prometheus.variant_values(strategy.metrics, backend.revisions())
+
+
+def fetch_errors(
+    kind: str,
+    config: dict[str, Any],
+    mlflow_hook: MLflowHook,
+    name: str,
+    version: str,
+    step: int,
+    strategy: CanaryStrategy,
+    *,
+    poll: int,
+) -> dict[str, str | None]:
+    """One analysis poll's ``{"canary", "champion"}`` error summaries (batch; kserve: ``{}``)."""
+    if kind != "batch":
+        return {}
+    from mlops_provider.canary.backends.batch import BatchCanaryBackend
+
+    return BatchCanaryBackend(mlflow_hook, **config).errors(name, version, step, strategy, poll=poll)

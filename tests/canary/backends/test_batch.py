@@ -52,7 +52,7 @@ def traffic(eval_data: Path, tmp_path: Path) -> Path:
 
 
 def backend(traffic: Path, tmp_path: Path, **kwargs: Any) -> BatchCanaryBackend:
-    options = {"label_column": "churned", "request_rows": 64} | kwargs
+    options = {"label_column": "churned", "request_rows": 64, "entity_column": "customer_id"} | kwargs
     return BatchCanaryBackend(
         MLflowHook(),
         traffic_uri=str(traffic / "date=*" / "part.parquet"),
@@ -103,7 +103,11 @@ def test_without_traffic_uri_a_step_replays_the_canarys_own_evaluation_set(
     client.set_model_version_tag(registered, "3", EVAL_SET_URI_TAG, str(eval_data))
     client.set_model_version_tag(registered, "1", EVAL_SET_URI_TAG, str(traffic / "never-read.parquet"))
     batch = BatchCanaryBackend(
-        MLflowHook(), log_root=str(tmp_path), version_tags=tag_reader(client), label_column="churned"
+        MLflowHook(),
+        log_root=str(tmp_path),
+        entity_column="customer_id",
+        version_tags=tag_reader(client),
+        label_column="churned",
     )
     batch.check(registered, "1", "3")  # what start() asks before any traffic moves: nothing to refuse
 
@@ -130,7 +134,9 @@ def test_without_traffic_uri_or_an_evaluation_set_tag_the_rollout_is_refused(
         r"Either tag the version .* \(mlops\.eval_set_uri\), or set backend_config\['traffic_uri'\]"
     )
     for tags in (tag_reader(client), None):  # the version is untagged; or no way to read tags at all
-        batch = BatchCanaryBackend(MLflowHook(), log_root=str(tmp_path), version_tags=tags)
+        batch = BatchCanaryBackend(
+            MLflowHook(), log_root=str(tmp_path), entity_column="customer_id", version_tags=tags
+        )
         with pytest.raises(ConfigurationError, match=both_ways):
             batch.check(registered, "1", "2")
         with pytest.raises(ConfigurationError, match=both_ways):
@@ -150,7 +156,9 @@ def test_an_evaluation_set_a_model_trained_on_is_refused(
     tag("3", TRAINING_WINDOW_TAG, "2026-01-01/2026-01-20")
     tag("3", EVALUATION_WINDOW_TAG, "2026-01-21/2026-01-23")
     tag("1", TRAINING_WINDOW_TAG, "2025-12-01/2026-01-20")  # the champion: before the canary's evaluation
-    batch = BatchCanaryBackend(MLflowHook(), log_root=str(tmp_path), version_tags=tag_reader(client))
+    batch = BatchCanaryBackend(
+        MLflowHook(), log_root=str(tmp_path), entity_column="customer_id", version_tags=tag_reader(client)
+    )
     assert batch.traffic(registered, "1", "3")["traffic_uri"] == str(eval_data)
 
     tag("1", TRAINING_WINDOW_TAG, "2026-01-05/2026-01-21")  # a champion trained on the first day of it
@@ -183,7 +191,7 @@ def test_the_analysis_reads_each_checks_values_from_the_steps_log(
     assert list(values) == [m.name for m in strategy.metrics]
     served = len(read_log(batch.step_log_uri(registered, "2", 0)))
     assert values["rows"] == (served, None)  # at 100 % the champion serves nobody...
-    assert values["error_rate"] == (0.0, None)
+    assert values["error_rate"] == (0.0, 0.0)  # the champion's: on its shadow requests
     assert values["latency_p95_ms"][1] > 0  # timed on its shadow requests for the canary's rows
     psi, zero = values["prediction_psi"]
     assert psi > 1.0 and zero == 0.0  # ...but scores every row in shadow: a constant against the truth
@@ -217,20 +225,23 @@ def test_promotion_and_rollback_change_nothing_on_disk(
 
 def test_missing_or_empty_traffic_is_data_not_found(registered: str, tmp_path: Path, eval_data: Path) -> None:
     nowhere = BatchCanaryBackend(
-        MLflowHook(), traffic_uri=str(tmp_path / "none" / "*.parquet"), log_root=str(tmp_path)
+        MLflowHook(),
+        traffic_uri=str(tmp_path / "none" / "*.parquet"),
+        log_root=str(tmp_path),
+        entity_column="customer_id",
     )
     with pytest.raises(DataNotFound, match="No file matches"):
         nowhere.set_weight(registered, "1", "3", 10, step=0)
     empty = tmp_path / "empty.parquet"
     pd.read_parquet(eval_data).head(0).to_parquet(empty, index=False)
     with pytest.raises(DataNotFound, match=re.escape(f"Canary traffic {str(empty)!r} has no rows")):
-        BatchCanaryBackend(MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path)).set_weight(
-            registered, "1", "3", 10, step=0
-        )
+        BatchCanaryBackend(
+            MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path), entity_column="customer_id"
+        ).set_weight(registered, "1", "3", 10, step=0)
     with pytest.raises(DataNotFound, match="Prediction log"):  # analysing a step that never ran
-        BatchCanaryBackend(MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path)).values(
-            registered, "3", 0, CanaryStrategy(), poll=0
-        )
+        BatchCanaryBackend(
+            MLflowHook(), traffic_uri=str(empty), log_root=str(tmp_path), entity_column="customer_id"
+        ).values(registered, "3", 0, CanaryStrategy(), poll=0)
 
 
 def test_each_poll_of_a_step_judges_its_own_slice_of_the_traffic(
@@ -264,3 +275,33 @@ def test_each_poll_of_a_step_judges_its_own_slice_of_the_traffic(
         assert (values["roc_auc"][0] is not None) == has_auc, (n, positives, values["roc_auc"])
         assert values["roc_auc"][0] is None or values["roc_auc"][0] == pytest.approx(0.5)  # a constant
     assert any(values["roc_auc"][0] is not None for values in judged)
+
+
+def test_a_first_model_is_smoke_tested_on_a_sample_of_the_traffic(
+    registered: str, traffic: Path, tmp_path: Path, eval_data: Path
+) -> None:
+    batch = backend(traffic, tmp_path)
+    newest = str(traffic / "date=2026-01-03" / "part.parquet")
+    assert batch.smoke_test(registered, "1") == {
+        "traffic_uri": newest,
+        "traffic_source": "traffic_uri",
+        "rows": len(pd.read_parquet(eval_data)),  # 300: the sample is capped at SMOKE_ROWS
+        "error_rate": 0.0,
+        "errors": None,
+    }
+    assert not (tmp_path / "logs").exists()  # a smoke test writes no prediction log
+    untagged = BatchCanaryBackend(MLflowHook(), log_root=str(tmp_path), entity_column="customer_id")
+    with pytest.raises(ConfigurationError, match="no traffic to replay"):
+        untagged.smoke_test(registered, "1")
+
+
+def test_a_polls_errors_are_summarised_per_variant(registered: str, tmp_path: Path, eval_data: Path) -> None:
+    broken = tmp_path / "broken.parquet"
+    pd.read_parquet(eval_data).drop(columns=["tenure_days"]).to_parquet(broken, index=False)
+    batch = BatchCanaryBackend(
+        MLflowHook(), traffic_uri=str(broken), log_root=str(tmp_path), entity_column="customer_id"
+    )
+    batch.set_weight(registered, "1", "2", 50, step=0)  # v1 needs tenure_days; the constant v2 does not
+    errors = batch.errors(registered, "2", 0, CanaryStrategy(checks_per_step=1, max_no_data=1), poll=0)
+    assert errors["canary"] is None
+    assert re.fullmatch(r"(\d+) error\(s\): KeyError x\1; first: KeyError: 'tenure_days'", errors["champion"])

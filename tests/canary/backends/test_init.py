@@ -12,7 +12,7 @@ from mlops_provider.canary.strategy import CanaryStrategy, MetricCheck
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.ml.scoring import BATCH_METRICS
 
-BATCH = {"traffic_uri": "/data/traffic/*.parquet", "log_root": "/data/predictions"}
+BATCH = {"traffic_uri": "/data/traffic/*.parquet", "log_root": "/data/predictions", "entity_column": "id"}
 KSERVE = {"service": "churn", "namespace": "models"}
 KSERVE_STRATEGY = CanaryStrategy(metrics=DEFAULT_KSERVE_CHECKS)
 
@@ -20,9 +20,7 @@ KSERVE_STRATEGY = CanaryStrategy(metrics=DEFAULT_KSERVE_CHECKS)
 def test_valid_configs_pass() -> None:
     assert BACKENDS == ("batch", "kserve")
     check_config("batch", BATCH, CanaryStrategy())
-    check_config(
-        "batch", BATCH | {"entity_column": "id", "label_column": "y", "request_rows": 64}, CanaryStrategy()
-    )
+    check_config("batch", BATCH | {"label_column": "y", "request_rows": 64}, CanaryStrategy())
     every_metric = tuple(MetricCheck(m, m, compare="absolute", threshold=1.0) for m in BATCH_METRICS)
     check_config("batch", BATCH, CanaryStrategy(metrics=every_metric))
     check_config("kserve", KSERVE, KSERVE_STRATEGY)
@@ -63,21 +61,30 @@ def test_valid_configs_pass() -> None:
         ),
         (
             "batch",
-            {"traffic_uri": "x"},
+            {"traffic_uri": "x", "entity_column": "id"},
             CanaryStrategy(),
-            "Canary backend 'batch' needs config key(s) ['log_root'].",
+            "Canary backend 'batch' needs config key(s) ['log_root']: 'log_root' is where the per-step "
+            "prediction logs go.",
         ),
         (
             "batch",
-            {"traffic_uri": "", "log_root": ""},  # no traffic_uri: the version's evaluation set
+            {"traffic_uri": "", "log_root": "", "entity_column": "id"},  # no traffic_uri: the eval set
             CanaryStrategy(),
             "needs config key(s) ['log_root']",
+        ),
+        (
+            "batch",
+            {"log_root": "/x"},  # no default: the key is the data's, not the provider's
+            CanaryStrategy(),
+            "Canary backend 'batch' needs config key(s) ['entity_column']: 'entity_column' is the column "
+            "of the traffic's entity key (e.g. 'customer_id'), which traffic is split on.",
         ),
         (
             "kserve",
             {"service": "churn"},
             KSERVE_STRATEGY,
-            "Canary backend 'kserve' needs config key(s) ['namespace'].",
+            "Canary backend 'kserve' needs config key(s) ['namespace']: 'namespace' is the "
+            "InferenceService's namespace.",
         ),
         ("batch", BATCH, KSERVE_STRATEGY, "Batch canary analysis cannot compute"),
         (

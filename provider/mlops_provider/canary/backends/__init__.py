@@ -6,12 +6,12 @@ rebuild them in the triggerer from its serialised arguments; the adapters build 
 
 ``backend_config`` keys and their defaults:
 
-- ``batch``: ``log_root`` (required: where the per-step prediction logs go); ``traffic_uri`` (None: the
-  canary version's held-out evaluation set, named by its ``mlops.eval_set_uri`` tag; a version without
-  it is refused before any traffic moves; else a parquet file, directory or local glob whose newest
-  match is replayed); ``entity_column`` (``customer_id``: the key traffic is split and polls are sliced
-  on); ``label_column`` (None: no quality checks; the label of the replayed rows); ``request_rows``
-  (256: rows per model request).
+- ``batch``: ``log_root`` (required: where the per-step prediction logs go); ``entity_column``
+  (required: the key traffic is split and polls are sliced on, e.g. ``customer_id``); ``traffic_uri``
+  (None: the canary version's held-out evaluation set, named by its ``mlops.eval_set_uri`` tag; a
+  version without it is refused before any traffic moves; else a parquet file, directory or local glob
+  whose newest match is replayed); ``label_column`` (None: no quality checks; the label of the replayed
+  rows); ``request_rows`` (256: rows per model request).
 - ``kserve``: ``service`` and ``namespace`` (required: the InferenceService); ``kubernetes_conn_id``
   (``kubernetes_default``); ``prometheus_conn_id`` (``prometheus_default``); ``prometheus_url`` (None:
   the connection's host); ``render`` (``{}``: more arguments of
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 
 BACKENDS = ("batch", "kserve")
 _BATCH_KEYS = {"traffic_uri", "log_root", "entity_column", "label_column", "request_rows"}
+# Required keys, with what they are for.
+_BATCH_REQUIRED = {
+    "log_root": "where the per-step prediction logs go",
+    "entity_column": "the column of the traffic's entity key (e.g. 'customer_id'), which traffic is split on",
+}
+_KSERVE_REQUIRED = {"service": "the InferenceService's name", "namespace": "the InferenceService's namespace"}
 _KSERVE_KEYS = {
     "service",
     "namespace",
@@ -47,6 +53,11 @@ class CanaryBackend(Protocol):
 
     def check(self, name: str, champion: str, canary: str) -> None:
         """Raise ``ConfigurationError`` when this rollout cannot run; called before any traffic moves."""
+
+    def smoke_test(self, name: str, version: str) -> dict[str, Any] | None:
+        """Score a sample of traffic with a first model (no champion) before it is promoted: return
+        ``{"rows", "error_rate", "errors"}`` (``errors``: the error summary or None), or None when the
+        backend has no smoke test."""
 
     def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
         """Send ``weight`` percent of traffic to ``canary``; return evidence for the history."""
@@ -68,10 +79,11 @@ def check_config(kind: str, config: dict[str, Any], strategy: CanaryStrategy) ->
         raise ConfigurationError(
             f"Canary backend {kind!r}: unknown config key(s) {unknown}; known: {sorted(known)}."
         )
-    required = ("log_root",) if kind == "batch" else ("service", "namespace")
+    required = _BATCH_REQUIRED if kind == "batch" else _KSERVE_REQUIRED
     missing = [k for k in required if not config.get(k)]
     if missing:
-        raise ConfigurationError(f"Canary backend {kind!r} needs config key(s) {missing}.")
+        needs = "; ".join(f"{k!r} is {required[k]}" for k in missing)
+        raise ConfigurationError(f"Canary backend {kind!r} needs config key(s) {missing}: {needs}.")
     if kind == "batch":
         bad = [m.query for m in strategy.metrics if m.query not in scoring.BATCH_METRICS]
         if bad:

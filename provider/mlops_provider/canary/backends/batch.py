@@ -16,6 +16,10 @@ Fresh evidence per poll: the step's log is split into ``strategy.max_polls`` dis
 (per variant, in the order of a stable hash of the entity key salted with the model name and the step),
 and poll ``i`` judges slice ``i`` only. No two polls of a step see the same rows, and the step is decided
 before the slices run out (see :attr:`~mlops_provider.canary.CanaryStrategy.max_polls`).
+
+Smoke test: the first version of a model (no champion to compare with) is promoted at once, but only
+after it scored a sample of the same rows (:data:`SMOKE_ROWS`) with an error rate within the strategy's
+limit (:meth:`BatchCanaryBackend.smoke_test`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from mlops_provider.ml.io import newest_match, read_parquet
 if TYPE_CHECKING:
     from mlops_provider.canary.strategy import CanaryStrategy
 
+SMOKE_ROWS = 300  # rows of the traffic a first model scores before it is promoted
+
 
 class ModelLoader(Protocol):
     """Loads a registered model version as a pyfunc model (in Airflow, the MLflow hook)."""
@@ -57,7 +63,7 @@ class BatchCanaryBackend:
     :param traffic_uri: parquet file (or local glob: the newest match) of the rows replayed at each step;
         None (default): the canary version's held-out evaluation set, its ``mlops.eval_set_uri`` tag.
     :param version_tags: reads a version's tags; needed when ``traffic_uri`` is None.
-    :param entity_column: the key routed on (default ``customer_id``).
+    :param entity_column: the key traffic is routed on and polls are sliced on (required).
     :param label_column: when present in the traffic, quality metrics are computed (default None: none).
     :param request_rows: rows per model request (default 256).
     """
@@ -67,9 +73,9 @@ class BatchCanaryBackend:
         mlflow_hook: ModelLoader,
         *,
         log_root: str,
+        entity_column: str,
         traffic_uri: str | None = None,
         version_tags: VersionTags | None = None,
-        entity_column: str = "customer_id",
         label_column: str | None = None,
         request_rows: int = 256,
         log: Any = None,
@@ -79,9 +85,10 @@ class BatchCanaryBackend:
         self.entity_column, self.label_column, self.request_rows = entity_column, label_column, request_rows
         self.log = log
 
-    def traffic(self, name: str, champion: str, canary: str) -> dict[str, str]:
+    def traffic(self, name: str, champion: str | None, canary: str) -> dict[str, str]:
         """The rows a step replays: ``{"traffic_uri", "traffic_source"}``: ``traffic_uri`` when given,
-        else the canary's held-out evaluation set (its ``mlops.eval_set_uri`` tag).
+        else the canary's held-out evaluation set (its ``mlops.eval_set_uri`` tag). ``champion`` is None
+        for the smoke test of a first model.
 
         :raises ConfigurationError: no ``traffic_uri`` and no evaluation-set tag on ``canary``, or a
             model's training window overlaps the canary's evaluation window (both tagged).
@@ -98,7 +105,8 @@ class BatchCanaryBackend:
                 f"rows its gate scored ({EVAL_SET_URI_TAG}), or set backend_config['traffic_uri'] to rows "
                 "neither model trained on."
             )
-        _check_unseen(name, canary, tags, {champion: self.version_tags(name, champion), canary: tags})
+        trained = {canary: tags} | ({champion: self.version_tags(name, champion)} if champion else {})
+        _check_unseen(name, canary, tags, trained)
         return {"traffic_uri": uri, "traffic_source": EVAL_SET_URI_TAG}
 
     def check(self, name: str, champion: str, canary: str) -> None:
@@ -138,6 +146,36 @@ class BatchCanaryBackend:
             "rows": {k: int(v) for k, v in counts.items()},
         }
 
+    def smoke_test(self, name: str, version: str) -> dict[str, Any]:
+        """Score up to :data:`SMOKE_ROWS` rows of the traffic (a first model's: its held-out evaluation
+        set) with ``version`` alone; return ``{"traffic_uri", "traffic_source", "rows", "error_rate",
+        "errors"}`` (``errors``: the error summary, None without errors).
+
+        :raises ConfigurationError: no traffic to score (see :meth:`traffic`).
+        """
+        traffic = self.traffic(name, None, version)
+        frame = read_parquet(traffic["traffic_uri"], "Smoke-test traffic")
+        if frame.empty:
+            raise DataNotFound(f"Smoke-test traffic {traffic['traffic_uri']!r} has no rows to score.")
+        sample = frame.sample(n=min(SMOKE_ROWS, len(frame)), random_state=0)
+        keep = [c for c in (self.label_column, "event_timestamp") if c]
+        predictions = scoring.score(
+            sample,
+            {CHAMPION: (version, self.hook.load_model(name, version))},
+            entity_column=self.entity_column,
+            weight=0,
+            salt=name,
+            keep_columns=keep,
+            request_rows=self.request_rows,
+            log=self.log,
+        )
+        return {
+            **traffic,
+            "rows": len(predictions),
+            "error_rate": float(predictions["error"].notna().mean()),
+            "errors": scoring.error_summary(predictions["error"]),
+        }
+
     def promote(self, name: str, canary: str) -> None:
         """Nothing to change: batch scoring reads the ``champion`` alias."""
 
@@ -168,6 +206,13 @@ class BatchCanaryBackend:
             min_positives=strategy.min_positives,
         )
         return {check.name: metrics[check.query] for check in strategy.metrics}
+
+    def errors(
+        self, name: str, version: str, step: int, strategy: CanaryStrategy, *, poll: int
+    ) -> dict[str, Any]:
+        """``{"canary", "champion"}``: each variant's error summary in poll ``poll``'s slice (None: no
+        errors), see :func:`mlops_provider.ml.scoring.error_summaries`."""
+        return scoring.error_summaries(self.poll_rows(name, version, step, poll, strategy))
 
 
 def _window(tags: dict[str, str], tag: str, name: str, version: str) -> tuple[dt.date, dt.date] | None:

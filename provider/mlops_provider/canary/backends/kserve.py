@@ -181,6 +181,11 @@ class KServeCanaryBackend:
     def check(self, name: str, champion: str, canary: str) -> None:
         """Nothing to check before a rollout: the manifest was validated when the backend was built."""
 
+    def smoke_test(self, name: str, version: str) -> dict[str, Any] | None:
+        """None: no smoke test of a first model here (it has no traffic before it serves); KServe's own
+        readiness check keeps a revision whose model does not load from taking traffic."""
+        return None
+
     def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
         """Serve ``canary``'s model as the latest revision with ``weight`` percent of the traffic.
 
