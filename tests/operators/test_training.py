@@ -185,6 +185,7 @@ def test_template_fields_cover_every_user_string() -> None:
         "experiment",
         "id_columns",
         "mlflow_conn_id",
+        "command",
         "kubernetes_kwargs",
     }
 
