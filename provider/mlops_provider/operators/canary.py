@@ -49,7 +49,7 @@ class CanaryDeployOperator(CanaryTask):
         ``batch``:
 
         - ``log_root`` (required): where the per-step prediction logs go;
-        - ``entity_column`` (required, e.g. ``customer_id``): the key traffic is split and polls are
+        - ``entity_column`` (required: the feature service's join key): the key traffic is split and polls are
           sliced on;
         - ``traffic_uri`` (default None: the version's own held-out evaluation set, the URI in its
           ``mlops.eval_set_uri`` tag; without that tag the start fails before any traffic moves): a
@@ -158,7 +158,7 @@ class BatchScoreOperator(BaseOperator):
     :param name: registered model name.
     :param features_uri: parquet file (or local glob: the newest match) of rows to score.
     :param output_uri: where the prediction log goes (local or s3://).
-    :param entity_column: the entity key (required: e.g. ``customer_id``), which rows are routed on.
+    :param entity_column: the entity key (required: the feature service's join key), which rows are routed on.
     :param keep_columns: columns copied to the log unscored (e.g. event_timestamp, a label).
     :param request_rows: rows per model request.
     :param mlflow_conn_id: the MLflow connection.

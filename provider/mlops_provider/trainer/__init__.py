@@ -1,6 +1,6 @@
 """The reference trainer: the GPU pod's entrypoint and the local backend's subprocess.
 
-Run it as ``python -m mlops_provider.trainer --training-set URI --label churned``. It is the only
+Run it as ``python -m mlops_provider.trainer --training-set URI --label LABEL --experiment NAME``. It is the only
 place in the provider that imports torch; nothing on the DAG-parse path imports this package.
 See docs/training.md for the command line and the contract of the logged model.
 """

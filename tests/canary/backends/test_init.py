@@ -77,7 +77,7 @@ def test_valid_configs_pass() -> None:
             {"log_root": "/x"},  # no default: the key is the data's, not the provider's
             CanaryStrategy(),
             "Canary backend 'batch' needs config key(s) ['entity_column']: 'entity_column' is the column "
-            "of the traffic's entity key (e.g. 'customer_id'), which traffic is split on.",
+            "of the traffic's entity key (the feature service's join key), which traffic is split on.",
         ),
         (
             "kserve",

@@ -7,7 +7,7 @@ rebuild them in the triggerer from its serialised arguments; the adapters build 
 ``backend_config`` keys and their defaults:
 
 - ``batch``: ``log_root`` (required: where the per-step prediction logs go); ``entity_column``
-  (required: the key traffic is split and polls are sliced on, e.g. ``customer_id``); ``traffic_uri``
+  (required: the key traffic is split and polls are sliced on, the feature service's join key); ``traffic_uri``
   (None: the canary version's held-out evaluation set, named by its ``mlops.eval_set_uri`` tag; a
   version without it is refused before any traffic moves; else a parquet file, directory or local glob
   whose newest match is replayed); ``label_column`` (None: no quality checks; the label of the replayed
@@ -35,7 +35,7 @@ _BATCH_KEYS = {"traffic_uri", "log_root", "entity_column", "label_column", "requ
 # Required keys, with what they are for.
 _BATCH_REQUIRED = {
     "log_root": "where the per-step prediction logs go",
-    "entity_column": "the column of the traffic's entity key (e.g. 'customer_id'), which traffic is split on",
+    "entity_column": "the column of the traffic's entity key (the feature service's join key), which traffic is split on",
 }
 _KSERVE_REQUIRED = {"service": "the InferenceService's name", "namespace": "the InferenceService's namespace"}
 _KSERVE_KEYS = {
