@@ -36,6 +36,16 @@ FINGERPRINT_TAGS = (DATA_FINGERPRINT_TAG, CODE_VERSION_TAG, HYPERPARAMETERS_HASH
 TRAINING_WINDOW_TAG = f"{TAG_PREFIX}training_window"
 EVALUATION_WINDOW_TAG = f"{TAG_PREFIX}evaluation_window"
 EVAL_SET_URI_TAG = f"{TAG_PREFIX}eval_set_uri"
+# What the model predicts (binary, multiclass or regression; mlops_provider.ml.tasks): set by the trainer
+# on its run, copied to the version, read by the gate and the canary when they are not told.
+TASK_TYPE_TAG = f"{TAG_PREFIX}task_type"
+
+# -- training-set files ---------------------------------------------------------------------------------
+# Parquet key-value metadata the Feast historical-features operator writes on a training set: the feature
+# service's join keys (comma-separated) and the rows' timestamp column. The trainer reads them when it is
+# not told, so keys never become features and no timestamp name is assumed.
+JOIN_KEYS_METADATA = f"{TAG_PREFIX}join_keys"
+TIMESTAMP_COLUMN_METADATA = f"{TAG_PREFIX}timestamp_column"
 
 DAG_ID_TAG = f"{TAG_PREFIX}dag_id"
 DAG_RUN_ID_TAG = f"{TAG_PREFIX}dag_run_id"
