@@ -102,6 +102,7 @@ with DAG(
             features_uri="{{ ti.xcom_pull(task_ids='features', map_indexes=ti.map_index)['uri'] }}",
             output_uri=output_uri,
             entity_column="customer_id",  # the key customers are routed to the canary on
+            keep_columns=["event_timestamp"],  # copied to the log, never sent to the models
         )
         # --8<-- [end:batch_score]
         features >> score

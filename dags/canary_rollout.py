@@ -66,7 +66,7 @@ STRATEGY = (
 # rows neither model trained on.
 BACKEND_CONFIG = (
     "{{ (dict({'log_root': var.value.get('mlops_data_root', '/tmp/mlops-data') ~ '/predictions',"
-    " 'label_column': 'churned', 'entity_column': 'customer_id'},"
+    " 'label_column': 'churned', 'entity_column': 'customer_id', 'timestamp_column': 'event_timestamp'},"
     " **({'traffic_uri': params.traffic_uri} if params.traffic_uri else {}))"
     " if params.backend == 'batch' else"
     " {'service': params.kserve_service, 'namespace': params.kserve_namespace}) | tojson }}"

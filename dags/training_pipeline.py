@@ -156,7 +156,7 @@ with DAG(
         task_id="training_set",
         feature_service=FEATURE_SERVICE,
         entity_df="{{ ti.xcom_pull(task_ids='decide')['training_uris'] | tojson }}",
-        entity_columns=["customer_id", "churned"],
+        entity_columns=["churned"],  # the label; the service's join key and the timestamp always stay
         output_uri=f"{DATA_ROOT}/training_sets/{FEATURE_SERVICE}/date={{{{ partition_day() }}}}/training_set.parquet",
         outlets=[training_set_asset(FEATURE_SERVICE)],
     )
@@ -166,7 +166,7 @@ with DAG(
         task_id="eval_set",
         feature_service=FEATURE_SERVICE,
         entity_df="{{ ti.xcom_pull(task_ids='decide')['evaluation_uris'] | tojson }}",
-        entity_columns=["customer_id", "churned"],
+        entity_columns=["churned"],
         output_uri=f"{DATA_ROOT}/eval_sets/{FEATURE_SERVICE}/date={{{{ partition_day() }}}}/eval_set.parquet",
         outlets=[],
     )
@@ -195,7 +195,8 @@ with DAG(
         label_column="churned",
         hyperparameters=HYPERPARAMETERS,
         experiment="churn",
-        id_columns=["customer_id"],  # the feature service's join key: an identifier, not a feature
+        # No id_columns or timestamp_column: the training set carries its feature service's join key
+        # and its timestamp column, so the key never becomes a feature.
         retries=2,
         retry_delay=dt.timedelta(seconds=30),
         retry_exponential_backoff=True,

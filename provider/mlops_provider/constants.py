@@ -97,3 +97,6 @@ GATE_CI_LOW_TAG = f"{GATE_TAG}ci_low"
 GATE_CI_HIGH_TAG = f"{GATE_TAG}ci_high"
 GATE_CONFIDENCE_TAG = f"{GATE_TAG}confidence"
 GATE_METHOD_TAG = f"{GATE_TAG}method"
+# The task type the gate judged the version as (what ``positives`` counts: label-1 rows, the rarest class's
+# rows, or every row for regression).
+GATE_TASK_TYPE_TAG = f"{GATE_TAG}task_type"

@@ -33,6 +33,14 @@ from mlops_provider.exceptions import ConfigurationError
         ({"min_positives": 0}, "min_positives must be a whole number >= 1"),
         ({"min_samples": 20, "min_positives": 30}, "min_positives (30) cannot exceed min_samples (20)"),
         ({"max_no_data": True}, "max_no_data must be >= 1"),
+        (
+            {"metrics": [{"name": "x", "query": "rmse", "compare": "absolute", "relative": True}]},
+            "relative applies to compare 'champion'",
+        ),
+        (
+            {"metrics": [{"name": "x", "query": "q", "task_types": ["ordinal"]}]},
+            "unknown task type(s) ['ordinal']",
+        ),
     ],
 )
 def test_nonsense_strategies_are_refused_by_name(data, message) -> None:
@@ -99,11 +107,14 @@ def test_defaults_are_the_batch_checks_and_max_no_data_overrides_the_limit() -> 
     assert strategy.steps == (5, 25, 50, 100) and strategy.metrics == DEFAULT_BATCH_CHECKS
     assert strategy.no_data_limit == 2 * strategy.checks_per_step
     assert CanaryStrategy(max_no_data=1).no_data_limit == 1
-    assert {c.name: c.required for c in DEFAULT_BATCH_CHECKS} == {
-        "error_rate": True,
-        "latency_p95_ms": True,
-        "prediction_psi": False,
-        "roc_auc": False,
+    assert {c.name: (c.required, c.task_types) for c in DEFAULT_BATCH_CHECKS} == {
+        "error_rate": (True, ()),
+        "latency_p95_ms": (True, ()),
+        "prediction_psi": (False, ()),
+        # Quality once labels land, each task on its own metric.
+        "roc_auc": (False, ("binary",)),
+        "macro_f1": (False, ("multiclass",)),
+        "rmse": (False, ("regression",)),
     }
     # Lists from JSON become tuples, so equal strategies compare equal and hash.
     parsed = CanaryStrategy.from_dict({"steps": [5, 25, 50, 100]})
@@ -151,3 +162,54 @@ def test_max_polls_is_the_most_polls_a_step_can_take(checks, failures, no_data, 
         assert step_verdict(strategy, polls) is not None, results
         longest = max(longest, len(polls))
     assert longest == expected
+
+
+def test_a_relative_check_allows_a_share_of_the_champions_value() -> None:
+    rmse = MetricCheck("rmse", "rmse", threshold=0.05, relative=True)  # lower is better
+    at_limit = rmse.evaluate(10.5, 10.0)
+    assert at_limit["status"] == "pass" and at_limit["limit"] == pytest.approx(10.5)
+    assert "canary 10.5 <= 10.5 (champion 10, 0.05 of it)" in at_limit["message"]
+    assert rmse.evaluate(10.6, 10.0)["status"] == "fail"
+    r2 = MetricCheck("r2", "r2", threshold=0.1, relative=True, direction="higher")
+    assert r2.evaluate(-0.55, -0.5)["limit"] == pytest.approx(-0.55)  # a share of its size, either sign
+    assert MetricCheck("rmse", "rmse", threshold=0.05).evaluate(10.6, 10.0)["status"] == "fail"  # +0.05
+
+
+def test_task_types_round_trip_through_json_and_say_which_models_a_check_judges() -> None:
+    strategy = CanaryStrategy.from_dict(
+        {"metrics": [{"name": "mae", "query": "mae", "relative": True, "task_types": ["regression"]}]}
+    )
+    [mae] = strategy.metrics
+    assert mae.task_types == ("regression",) and mae.relative
+    assert CanaryStrategy.from_dict(strategy.to_dict()) == strategy and hash(strategy)
+    assert mae.applies_to("regression") and not mae.applies_to("binary")
+    assert MetricCheck("err", "error_rate", task_types="binary").task_types == ("binary",)
+    assert all(MetricCheck("err", "error_rate").applies_to(task) for task in ("binary", "regression"))
+
+
+@pytest.mark.parametrize(
+    ("task", "quality", "values", "status"),
+    [
+        ("binary", "roc_auc", (0.80, 0.81), "pass"),
+        ("binary", "roc_auc", (0.70, 0.81), "fail"),
+        ("multiclass", "macro_f1", (0.60, 0.61), "pass"),
+        ("multiclass", "macro_f1", (0.50, 0.61), "fail"),
+        ("regression", "rmse", (4.1, 4.0), "pass"),
+        ("regression", "rmse", (4.5, 4.0), "fail"),
+        ("regression", "rmse", (None, None), "pass"),  # labels not landed: judged on health and shift
+    ],
+)
+def test_the_default_checks_judge_each_task_on_its_own_quality_metric(task, quality, values, status) -> None:
+    """What the batch backend hands the analysis for a model of ``task``: the checks of its task only
+    (see BatchCanaryBackend.values); the quality checks of other tasks are skipped, not ``no_data``."""
+    from mlops_provider.canary import judge_poll
+
+    strategy = CanaryStrategy()
+    health = {"error_rate": (0.0, 0.0), "latency_p95_ms": (12.0, 11.0), "prediction_psi": (0.01, 0.0)}
+    given = health | {quality: values}
+    assert list(given) == [c.name for c in strategy.checks_for(task)]
+
+    poll = judge_poll(strategy, given)
+
+    assert poll["status"] == status
+    assert [c["metric"] for c in poll["checks"]] == [*health, quality]

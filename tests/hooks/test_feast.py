@@ -15,16 +15,27 @@ from mlops_provider.hooks.feast import FeastHook, deep_merge
 
 def test_deep_merge_merges_nested_mappings_and_replaces_the_rest():
     base = {"online_store": {"type": "sqlite", "path": "a.db"}, "registry": "r.db", "project": "churn"}
-    merged = deep_merge(
-        base, {"online_store": {"type": "redis", "connection_string": "redis:6379"}, "registry": {}}
-    )
+    merged = deep_merge(base, {"online_store": {"path": "b.db"}, "registry": {}})
 
-    assert merged == {
-        "online_store": {"type": "redis", "path": "a.db", "connection_string": "redis:6379"},
-        "registry": {},
-        "project": "churn",
-    }
-    assert base["online_store"]["type"] == "sqlite"  # the input is left alone
+    assert merged == {"online_store": {"type": "sqlite", "path": "b.db"}, "registry": {}, "project": "churn"}
+    assert base["online_store"]["path"] == "a.db"  # the input is left alone
+
+
+def test_an_override_of_another_type_replaces_the_section_whole():
+    """A redis online store over the repo's sqlite one: sqlite's path is no option of redis's."""
+    base = {"online_store": {"type": "sqlite", "path": "a.db"}, "project": "churn"}
+    redis = {"type": "redis", "connection_string": "localhost:6379"}
+
+    assert deep_merge(base, {"online_store": redis}) == {"online_store": redis, "project": "churn"}
+
+
+def test_a_redis_online_store_override_gives_a_config_feast_accepts(feature_repo):
+    hook = FeastHook(
+        repo_path=str(feature_repo),
+        config_overrides={"online_store": {"type": "redis", "connection_string": "localhost:6379"}},
+    )
+    online_store = hook.get_store().config.online_store  # builds the config; connects to nothing yet
+    assert online_store.type == "redis" and online_store.connection_string == "localhost:6379"
 
 
 def test_missing_repo_path_says_how_to_set_it(monkeypatch):

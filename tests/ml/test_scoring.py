@@ -264,3 +264,197 @@ def test_at_weight_100_the_champions_error_rate_comes_from_its_shadow_requests(t
     values = scoring.analyse(log, "churned")
     assert values["error_rate"][0] == 0.0 and values["error_rate"][1] > 0.5
     assert scoring.error_summaries(log)["champion"].split(": ", 1)[1].startswith("RuntimeError x")
+
+
+# -- other tasks: multiclass and regression models -----------------------------------------------------
+
+CLASSES = ("0", "1", "2")
+
+
+class _Regressor:
+    """A plain regressor as a pyfunc: predict() returns a 1-D array of the spend it expects."""
+
+    def __init__(self, slope: float = 1.2) -> None:
+        self.slope = slope
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.slope * frame["spend_30d"].to_numpy() + 0.05 * frame["minutes_watched_7d"].to_numpy()
+
+
+class _Classifier:
+    """A multiclass pyfunc predicting the tenure band ("0", "1" or "2", as text): ``truth``, ``constant``
+    (always "0") or ``broken`` (no per-class probabilities: breaks the contract)."""
+
+    def __init__(self, kind: str = "truth") -> None:
+        self.kind = kind
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        band = _band(frame) if self.kind != "constant" else np.zeros(len(frame), dtype=int)
+        out = pd.DataFrame({"prediction": band.astype(str), "probability": np.full(len(frame), 0.8)})
+        if self.kind == "broken":
+            return out
+        for c in CLASSES:
+            out[f"probability_{c}"] = np.where(band.astype(str) == c, 0.8, 0.1)
+        return out
+
+
+class _Renamed:
+    """The churn truth's output, its ``prediction`` column misnamed ``label``."""
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _Pyfunc("truth").predict(frame).rename(columns={"prediction": "label"})
+
+
+def _band(frame: pd.DataFrame) -> np.ndarray:
+    return np.clip(frame["tenure_days"].to_numpy() // 1200, 0, 2)
+
+
+@pytest.fixture(scope="module")
+def labelled(traffic) -> pd.DataFrame:
+    """The traffic with a number to predict (``spend_next_30d``) and a class (``band``, an integer)."""
+    noise = np.random.default_rng(1).normal(scale=2.0, size=len(traffic))
+    spend = 1.2 * traffic["spend_30d"] + 0.05 * traffic["minutes_watched_7d"] + noise
+    return traffic.assign(spend_next_30d=spend, band=_band(traffic))
+
+
+def _score_task(frame, task_type, champion, canary, weight=40, **kwargs) -> pd.DataFrame:
+    return scoring.score(
+        frame.drop(columns=["churned", "event_timestamp"]),
+        {"champion": ("1", champion), "canary": ("2", canary)},
+        entity_column="customer_id",
+        weight=weight,
+        salt="tasks",
+        task_type=task_type,
+        keep_columns=["spend_next_30d", "band"],
+        shadow=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("task_type", "model", "label", "dtype"),
+    [
+        ("binary", lambda: _Pyfunc("truth"), "churned", "Int64"),
+        ("multiclass", _Classifier, "band", "object"),
+        ("regression", _Regressor, "spend_next_30d", "float64"),
+    ],
+)
+def test_equal_models_show_no_prediction_shift_for_every_task(
+    labelled, task_type, model, label, dtype, tmp_path
+):
+    frame = labelled if task_type != "binary" else labelled.drop(columns=["spend_next_30d", "band"])
+    log = scoring.score(
+        frame,
+        {"champion": ("1", model()), "canary": ("2", model())},
+        entity_column="customer_id",
+        weight=40,
+        salt="tasks",
+        task_type=task_type,
+        keep_columns=[label, "event_timestamp", "churned"],
+        shadow=True,
+    )
+    uri = scoring.write_log(log, str(tmp_path / "log.parquet"))
+    log = scoring.read_log(uri)  # the types survive the round trip
+    assert str(log["prediction"].dtype) == str(log["shadow_prediction"].dtype) == dtype
+    assert log["error"].isna().all()
+
+    values = scoring.analyse(log, label, task_type=task_type, min_samples=100)
+
+    assert values["prediction_psi"] == (pytest.approx(0.0, abs=1e-9), 0.0)
+    judged = {m for m, v in values.items() if v != (None, None)}
+    health = {"rows", "error_rate", "latency_p95_ms", "prediction_psi"}
+    assert (
+        judged - health
+        == {
+            "binary": {"mean_probability", "roc_auc", "accuracy"},
+            "multiclass": {"mean_probability", "accuracy", "macro_f1"},
+            "regression": {"mean_prediction", "rmse", "mae"},
+        }[task_type]
+    )
+
+
+def test_a_regression_model_is_judged_on_rmse_mae_and_the_shift_of_its_predictions(labelled) -> None:
+    log = _score_task(labelled, "regression", _Regressor(), _Regressor(slope=0.8))
+    canary = log[log["variant"] == "canary"]
+    assert canary["probability"].isna().all() and canary["prediction"].notna().all()
+
+    values = scoring.analyse(log, "spend_next_30d", task_type="regression", min_samples=100)
+
+    (rmse, champion_rmse), (mae, champion_mae) = values["rmse"], values["mae"]
+    assert 1.5 < champion_rmse < 2.5 and champion_mae < champion_rmse  # the label's noise: sd 2
+    assert rmse > 2 * champion_rmse and mae > 2 * champion_mae
+    assert values["mean_prediction"][0] < values["mean_prediction"][1]  # a third less spend expected
+    assert values["prediction_psi"][0] > 0.25
+    assert values["roc_auc"] == values["mean_probability"] == (None, None)
+    too_few = scoring.analyse(log, "spend_next_30d", task_type="regression", min_samples=len(canary) + 1)
+    assert too_few["rmse"] == too_few["mae"] == (None, None)  # min_samples holds for every task
+
+
+def test_a_multiclass_model_is_judged_on_its_classes_as_text(labelled) -> None:
+    log = _score_task(labelled, "multiclass", _Classifier(), _Classifier("constant"))
+    canary = log[log["variant"] == "canary"]
+    assert set(canary["prediction"]) == {"0"} and set(canary["shadow_prediction"]) <= set(CLASSES)
+
+    values = scoring.analyse(log, "band", task_type="multiclass", min_samples=100)
+
+    # The integer labels and the text predictions are the same classes: the truth is always right.
+    assert values["accuracy"][1] == values["macro_f1"][1] == 1.0
+    share = float((canary["band"] == 0).mean())
+    assert values["accuracy"][0] == pytest.approx(share) and values["macro_f1"][0] < 0.4
+    assert values["mean_probability"] == (pytest.approx(0.8), pytest.approx(0.8))  # the predicted class's
+    assert values["prediction_psi"][0] > 1.0  # one class where there were three
+    assert values["roc_auc"] == values["rmse"] == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("task_type", "model", "violation"),
+    [
+        (
+            "binary",
+            _Regressor,
+            r"a binary model's predict\(\) must return a DataFrame with column\(s\) "
+            r"probability, prediction; it returned \[\]",
+        ),
+        (
+            "multiclass",
+            lambda: _Classifier("broken"),
+            r"a multiclass model's predict\(\) must return a "
+            r"DataFrame with column\(s\) probability_<class> for every class \(at least two\)",
+        ),
+        (
+            "regression",
+            _Renamed,
+            r"a regression model's predict\(\) must return a "
+            r"DataFrame with column\(s\) prediction; it returned \['label', 'probability'\]",
+        ),
+    ],
+)
+def test_an_output_that_breaks_the_contract_is_a_request_error_naming_the_violation(
+    labelled, task_type, model, violation
+) -> None:
+    champion = {"binary": lambda: _Pyfunc("truth"), "multiclass": _Classifier, "regression": _Regressor}
+    log = _score_task(labelled, task_type, champion[task_type](), model(), weight=30, request_rows=128)
+    served = log[log["variant"] == "canary"]
+    assert served["error"].notna().all() and served["prediction"].isna().all()
+    summary = scoring.error_summaries(log)
+    assert summary["champion"] is None
+    assert re.fullmatch(
+        rf"(\d+) error\(s\): ContractViolation x\1; first: ContractViolation: {violation}.*",
+        summary["canary"],
+    )
+    values = scoring.analyse(log, None, task_type=task_type)
+    assert values["error_rate"][0] == 1.0 and values["prediction_psi"][0] == scoring.PSI_CAP
+
+
+def test_category_psi_is_zero_for_the_same_shares_and_compares_classes_as_text() -> None:
+    assert scoring.category_stability([1, 2, 2, 3], ["3", "2", "1", "2"]) == pytest.approx(0.0)
+    assert scoring.category_stability(["a", "b"] * 50, ["a"] * 100) > 1.0
+    assert scoring.category_stability(["a", None], ["a"]) == pytest.approx(0.0)  # missing values left out
+    assert np.isnan(scoring.category_stability([], ["a"]))
+
+
+def test_an_unknown_task_type_is_refused_by_name(traffic) -> None:
+    with pytest.raises(ConfigurationError, match="Unknown task type 'ordinal'; use one of binary"):
+        _score(traffic, 5, task_type="ordinal")
+    with pytest.raises(ConfigurationError, match="Unknown task type 'Binary'"):
+        scoring.analyse(_score(traffic, 5), "churned", task_type="Binary")

@@ -29,6 +29,7 @@ from mlops_provider.ml.stats import (
     delong_components,
     delong_variance,
     evidence_shortfall,
+    resampled_sums,
 )
 
 
@@ -215,6 +216,188 @@ def test_too_few_rows_or_positives_is_insufficient_evidence_never_a_pass(n, posi
 def test_settings_refuse_nonsense(kwargs) -> None:
     with pytest.raises(ValueError, match="must be"):
         GateSettings(**kwargs)
+
+
+# -- multiclass and regression -----------------------------------------------------------------------------
+
+ANIMALS = np.array(["cat", "dog", "eel", "fox"])
+
+
+def class_models(n: int, seed: int, noise: tuple[float, float] = (1.0, 1.0), shared: float = 0.6):
+    """Class codes (0-3, the last rare) and two models' class probabilities (rows sum to 1): softmax of the
+    true class's indicator plus noise that the two models partly share, so they err on the same rows."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, size=n, p=[0.4, 0.3, 0.2, 0.1])
+    common = rng.standard_normal((n, 4))
+    own = math.sqrt(1 - shared**2)
+
+    def probabilities(size: float) -> np.ndarray:
+        scores = 1.5 * np.eye(4)[y] + size * (shared * common + own * rng.standard_normal((n, 4)))
+        p = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    return y, probabilities(noise[0]), probabilities(noise[1])
+
+
+def regression_models(n: int, seed: int, noise: tuple[float, float], correlation: float = 0.8):
+    """A target of mean 50 and sd 2, and two models' predictions: the target plus correlated Gaussian
+    errors of sd ``noise``, so the true rmse is the noise, the true mae noise * sqrt(2/pi) and the true r2
+    1 - noise**2 / 4."""
+    rng = np.random.default_rng(seed)
+    y = 50 + 2 * rng.standard_normal(n)
+    shared, own = rng.standard_normal((2, n))
+    candidate = y + noise[0] * (correlation * shared + math.sqrt(1 - correlation**2) * own)
+    return y, candidate, y + noise[1] * shared
+
+
+def test_multiclass_values_equal_sklearn_whatever_the_class_values_look_like() -> None:
+    y, pa, pb = class_models(3000, seed=21, noise=(1.0, 1.4))
+    predicted_a, predicted_b = pa.argmax(axis=1), pb.argmax(axis=1)
+    predicted_b[:25] = 4  # the champion sometimes names a class no label has: it counts in its macro F1
+    named = np.append(ANIMALS, "gnu")
+    true_a, true_b = pa[np.arange(y.size), y], pb[np.arange(y.size), y]
+
+    # Labels as numbers, predictions as text of the same numbers: "3" and 3 are one class.
+    accuracy = compare("accuracy", y, predicted_a.astype(str), predicted_b, task_type="multiclass")
+    macro_f1 = compare("macro_f1", named[y], named[predicted_a], named[predicted_b], task_type="multiclass")
+    log_loss = compare("log_loss", named[y], true_a, true_b, task_type="multiclass")
+
+    assert (accuracy.candidate, accuracy.champion) == pytest.approx(
+        (skm.accuracy_score(y, predicted_a), skm.accuracy_score(y, predicted_b)), abs=1e-12
+    )
+    assert (macro_f1.candidate, macro_f1.champion) == pytest.approx(
+        (skm.f1_score(y, predicted_a, average="macro"), skm.f1_score(y, predicted_b, average="macro")),
+        abs=1e-12,
+    )
+    assert (log_loss.candidate, log_loss.champion) == pytest.approx(
+        (skm.log_loss(y, pa, labels=range(4)), skm.log_loss(y, pb, labels=range(4))), abs=1e-9
+    )
+    for result in (accuracy, macro_f1, log_loss):  # the less noisy candidate is better, on every metric
+        assert 0 < result.ci_low <= result.difference <= result.ci_high, result.summary()
+        assert result.method == BOOTSTRAP and result.task_type == "multiclass"
+        assert result.positives == int((y == 3).sum())  # rows of the rarest class
+    assert log_loss.difference == pytest.approx(log_loss.champion - log_loss.candidate)
+
+
+def test_regression_values_equal_sklearn_and_lower_errors_are_a_positive_difference() -> None:
+    y, a, b = regression_models(2000, seed=22, noise=(1.0, 1.3))
+    expected = {
+        "rmse": (skm.root_mean_squared_error(y, a), skm.root_mean_squared_error(y, b)),
+        "mae": (skm.mean_absolute_error(y, a), skm.mean_absolute_error(y, b)),
+        "r2": (skm.r2_score(y, a), skm.r2_score(y, b)),
+    }
+
+    for metric, values in expected.items():
+        result = compare(metric, y, a, b, task_type="regression", resamples=500, seed=3)
+
+        assert (result.candidate, result.champion) == pytest.approx(values, abs=1e-10)
+        sign = 1 if metric == "r2" else -1  # lower rmse and mae are better
+        assert result.difference == pytest.approx(sign * (values[0] - values[1]))
+        assert 0 < result.ci_low <= result.difference <= result.ci_high, result.summary()
+        assert result.positives == result.n == 2000 and result.task_type == "regression"
+
+
+@pytest.mark.parametrize(
+    ("metric", "truth"),
+    [
+        ("rmse", 1.15 - 1.0),
+        ("mae", (1.15 - 1.0) * math.sqrt(2 / math.pi)),
+        ("r2", (1.15**2 - 1.0**2) / 4),
+    ],
+)
+def test_the_regression_interval_covers_the_true_difference_about_as_often_as_it_says(metric, truth) -> None:
+    reps, covered = 120, 0
+    for seed in range(reps):
+        y, a, b = regression_models(500, seed=300 + seed, noise=(1.0, 1.15))
+        result = compare(metric, y, a, b, task_type="regression", resamples=400, seed=seed)
+        covered += result.ci_low <= truth <= result.ci_high
+    assert 0.88 <= covered / reps <= 0.99
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "log_loss"])
+def test_the_multiclass_interval_covers_a_true_difference_of_zero_about_as_often_as_it_says(metric) -> None:
+    # Two exchangeable models (equal noise, partly shared): the true difference is 0.
+    reps, covered = 120, 0
+    for seed in range(reps):
+        y, pa, pb = class_models(600, seed=500 + seed)
+        if metric == "log_loss":
+            a, b = pa[np.arange(y.size), y], pb[np.arange(y.size), y]
+        else:
+            a, b = ANIMALS[pa.argmax(axis=1)], ANIMALS[pb.argmax(axis=1)]
+        result = compare(metric, ANIMALS[y], a, b, task_type="multiclass", resamples=400, seed=seed)
+        covered += result.ci_low <= 0 <= result.ci_high
+    assert 0.88 <= covered / reps <= 0.99
+
+
+def test_a_rare_class_is_insufficient_evidence_for_a_multiclass_gate() -> None:
+    labels = np.array(["cat"] * 600 + ["dog"] * 380 + ["eel"] * 20)
+    candidate = labels.copy()
+    candidate[::7] = "cat"
+
+    result = compare("accuracy", labels, candidate, np.full(labels.size, "cat"), task_type="multiclass")
+    decision, reason = decide(result, GateSettings())
+
+    assert result.positives == 20 and result.difference > 0.3
+    assert decision == GATE_INSUFFICIENT
+    assert reason.startswith(
+        "accuracy: insufficient evidence: 1000 labelled row(s), the rarest class with 20 row(s); the gate "
+        "needs at least 500 rows and 50 rows of every class (min_samples, min_positives)."
+    )
+    assert "(rarest class 20 rows)" in result.summary()
+
+
+def test_regression_evidence_is_rows_only_and_r2_on_constant_labels_decides_nothing() -> None:
+    settings = GateSettings()
+
+    assert evidence_shortfall(500, 0, settings, task_type="regression") is None
+    assert evidence_shortfall(499, 499, settings, task_type="regression") == (
+        "insufficient evidence: 499 labelled row(s); the gate needs at least 500 rows (min_samples). Wait "
+        "for more labels or evaluate on a longer window."
+    )
+    y = np.full(600, 3.0)
+    result = compare("r2", y, y + 0.1, y - 0.2, task_type="regression", resamples=50)
+    assert math.isnan(result.candidate) and math.isnan(result.ci_low)
+    decision, reason = decide(result, settings)
+    assert decision == GATE_INSUFFICIENT and "r2 is undefined on these rows (constant labels)" in reason
+
+
+@pytest.mark.parametrize(
+    ("task_type", "ends"),
+    [
+        ("binary", "n=2000 (157 positives)"),
+        ("multiclass", "n=2000 (rarest class 157 rows)"),
+        ("regression", "n=2000"),
+    ],
+)
+def test_the_summary_names_the_evidence_of_the_task(task_type, ends) -> None:
+    result = Comparison("m", 2000, 157, 0.5, 0.4, 0.1, 0.05, 0.15, 0.95, None, BOOTSTRAP, task_type)
+
+    assert result.summary().endswith(ends)
+
+
+def test_a_metric_of_another_task_is_refused_naming_the_tasks_metrics() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown metric 'roc_auc' for a regression model; use one of \['mae', 'r2', 'rmse'\]",
+    ):
+        compare("roc_auc", [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], task_type="regression")
+    with pytest.raises(ValueError, match="Unknown task type 'ranking'"):
+        compare("accuracy", [1], [1], [1], task_type="ranking")
+
+
+def test_resampled_sums_keep_rows_apart_when_their_base_3_codes_would_not_be_exact() -> None:
+    # 40 columns: base-3 codes reach 3**40 > 2**53, where float codes 1 apart collide. The rows differ only
+    # in column 0 (code weight 1) and share column 39 (weight 3**39): both kinds must stay distinct.
+    stats = np.zeros((1000, 40))
+    stats[:, 39] = 1.0
+    stats[:300, 0] = 1.0
+
+    sums = resampled_sums(stats, 400, np.random.default_rng(0))
+
+    assert (sums[:, 39] == 1000).all()
+    assert (
+        sums[:, 0].min() > 240 and sums[:, 0].max() < 360 and sums[:, 0].mean() == pytest.approx(300, abs=3)
+    )
 
 
 # -- false promotions and power, judged against truth -----------------------------------------------------

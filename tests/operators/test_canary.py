@@ -1,5 +1,6 @@
 """The canary operators on the batch backend against a real ``mlflow server``: steps, promotion, rollback,
-and batch scoring. The ``rollout`` fixture is in tests/canary_rollout.py."""
+and batch scoring, of binary models and of a regression model. The ``rollout`` fixture (binary models) is
+in tests/canary_rollout.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import re
 
 import pytest
 
-from mlops_provider.constants import CANARY_STATE_TAG, EVAL_SET_URI_TAG, GATE_CHAMPION_VERSION_TAG
+from mlops_provider.constants import (
+    CANARY_STATE_TAG,
+    EVAL_SET_URI_TAG,
+    GATE_CHAMPION_VERSION_TAG,
+    TASK_TYPE_TAG,
+)
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.ml.scoring import read_log
 from mlops_provider.operators.canary import (
@@ -223,6 +229,8 @@ def test_batch_scoring_follows_the_split_and_a_rerun_replaces_the_log(rollout, e
     log = read_log(output)
     assert len(log) == results[0]["rows"] == log["customer_id"].nunique()
     assert set(log["model_version"]) == {"1", version}
+    assert results[0]["task_type"] == "binary"  # the champion has no mlops.task_type tag
+    assert list(log.columns[:2]) == ["customer_id", "churned"]  # keep_columns; no timestamp by default
 
 
 def test_when_the_champion_fails_too_the_pipeline_is_misconfigured_and_nothing_is_rolled_back(
@@ -335,3 +343,77 @@ def test_batch_scoring_needs_the_entity_column() -> None:
         BatchScoreOperator(  # type: ignore[call-arg]
             task_id="score", name="m", features_uri="f", output_uri="o"
         )
+
+
+def test_a_regression_canary_walks_every_step_on_the_default_checks_and_is_promoted(
+    mlflow_conn, eval_data, tmp_path
+) -> None:
+    """Nothing says "regression" but the versions' mlops.task_type tags: the backend reads them, the
+    default checks judge the canary on error rate, latency, prediction shift and rmse, and batch scoring
+    reads the champion's tag."""
+    from mlflow import MlflowClient
+
+    from mlops_provider.sensors.canary import CanaryAnalysisSensor
+    from tests.canary.backends.test_batch import log_regression_model, regression_traffic
+    from tests.mlflow_helpers import unique_name
+
+    traffic = regression_traffic(eval_data, tmp_path / "spend.parquet")
+    run_id = log_regression_model(mlflow_conn.tracking_uri, traffic)  # predict() returns a 1-D array
+    name, client = unique_name("spend"), MlflowClient(mlflow_conn.tracking_uri)
+    config = {
+        "traffic_uri": str(traffic),
+        "log_root": str(tmp_path / "predictions"),
+        "entity_column": "customer_id",
+        "label_column": "spend_next_30d",
+    }
+    strategy = STRATEGY | {"min_samples": 20, "min_positives": 1}  # 300 rows: rmse judges from step 2
+    common = {"name": name, "backend": "batch", "backend_config": config, "strategy": strategy}
+
+    client.create_registered_model(name)
+
+    def register() -> str:  # the same model again: a retrained model as good as the champion
+        version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id).version
+        client.set_model_version_tag(name, version, TASK_TYPE_TAG, "regression")
+        return str(version)
+
+    def run(operator_class, **kwargs):
+        return operator_class(task_id="t", **(common | kwargs)).execute(task_context())
+
+    first = register()
+    assert run(CanaryDeployOperator, version=first)["status"] == "promoted"  # after its smoke test
+    version = register()
+    run(CanaryDeployOperator, version=version)
+    judged = []
+    for step in range(len(STRATEGY["steps"])):
+        run(CanaryDeployOperator, version=version, step=step)
+        verdict = run(CanaryAnalysisSensor, version=version, step=step, deferrable=False)
+        assert verdict["verdict"] == "pass", verdict["message"]
+        checks = {c["metric"]: c for c in verdict["checks"]}
+        assert list(checks) == ["error_rate", "latency_p95_ms", "prediction_psi", "rmse"]
+        judged += [checks["rmse"]] if checks["rmse"]["status"] != "no_data" else []
+    assert judged and all(c["status"] == "pass" and c["canary"] == c["champion"] for c in judged)
+    assert run(PromoteModelOperator, version=version)["status"] == "promoted"
+
+    output = str(tmp_path / "daily" / "predictions.parquet")
+    scored = BatchScoreOperator(
+        task_id="score",
+        name=name,
+        features_uri=str(traffic),
+        output_uri=output,
+        entity_column="customer_id",
+        keep_columns=["spend_next_30d"],  # the label is no feature
+    ).execute(task_context())
+    assert (scored["task_type"], scored["champion"], scored["errors"]) == ("regression", version, 0)
+    log = read_log(output)
+    assert log["prediction"].dtype == float and log["probability"].isna().all()
+    typo = BatchScoreOperator(
+        task_id="score",
+        name=name,
+        features_uri=str(tmp_path / "never-read.parquet"),
+        output_uri=output,
+        entity_column="customer_id",
+        task_type="Regression",
+    )
+    assert "model_task_type" in typo.template_fields  # templated, as BaseOperator owns task_type
+    with pytest.raises(ConfigurationError, match=rf"{name}' v{version}: Unknown task type 'Regression'"):
+        typo.execute(task_context())  # before any data is read or model loaded

@@ -13,9 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADATA
 from mlops_provider.example_data.generator import GeneratorConfig, generate, partition_path
 from mlops_provider.exceptions import ConfigurationError, DataNotFound, EmptyPartition
 from mlops_provider.hooks.feast import FeastHook
+from mlops_provider.ml.io import parquet_metadata
 from mlops_provider.operators.feast import (
     FeastApplyOperator,
     FeastHistoricalFeaturesOperator,
@@ -318,8 +320,20 @@ def test_historical_features_write_the_training_set_and_asset_extra(env, tmp_pat
         "columns": ["customer_id", "churned", "event_timestamp", *FEATURES],
         "dropped_rows": 1000,
         "fingerprint": f"sha256:{hashlib.sha256(output.read_bytes()).hexdigest()}",
+        "join_keys": ["customer_id"],
+        "timestamp_column": "event_timestamp",
     }
-    assert context["outlet_events"][asset].extra == {"uri": str(output), "rows": 500}
+    assert context["outlet_events"][asset].extra == {
+        "uri": str(output),
+        "rows": 500,
+        "join_keys": ["customer_id"],
+        "timestamp_column": "event_timestamp",
+    }
+    # The keys and the timestamp travel with the file, for the trainer and the training operators.
+    assert parquet_metadata(str(output)) == {
+        JOIN_KEYS_METADATA: "customer_id",
+        TIMESTAMP_COLUMN_METADATA: "event_timestamp",
+    }
     training = pd.read_parquet(output)
     assert list(training.columns) == result["columns"] and not training[FEATURES].isna().any().any()
     before = output.read_bytes()
@@ -380,6 +394,14 @@ def test_historical_features_errors_name_the_problem(env, tmp_path):
         run(str(empty))
     with pytest.raises(ConfigurationError, match="no timestamp column 'label_ts'"):
         run(str(labels), event_timestamp_column="label_ts")
+    keyless = tmp_path / "keyless.parquet"
+    pd.read_parquet(labels).rename(columns={"customer_id": "account"}).to_parquet(keyless)
+    with pytest.raises(ConfigurationError, match=r"lacks the join key\(s\) \['customer_id'\]"):
+        run(str(keyless))
+    two_clocks = tmp_path / "two_clocks.parquet"
+    pd.read_parquet(labels).rename(columns={"event_timestamp": "seen_at"}).to_parquet(two_clocks)
+    with pytest.raises(ConfigurationError, match=r"2 datetime columns.*set event_timestamp_column"):
+        run(str(two_clocks))
     with pytest.raises(ConfigurationError, match=f"Unknown Feast feature service 'nope'.*{SERVICE}"):
         run(str(labels), service="nope")
     with pytest.raises(DataNotFound, match="matches no parquet"):

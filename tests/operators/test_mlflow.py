@@ -6,11 +6,17 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from mlops_provider.constants import TASK_TYPE_TAG
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
 from mlops_provider.ml.lineage import hyperparameters_hash
 from mlops_provider.operators.mlflow import (
@@ -235,7 +241,9 @@ def test_gate_better_challenger_passes_records_the_evidence_and_rerun_reuses(
         first["candidate"]["roc_auc"] - first["champion"]["roc_auc"], abs=2e-6
     )
     assert 0 < comparison["ci_low"] < comparison["difference"] < comparison["ci_high"]
+    assert first["task_type"] == "binary"
     assert first["settings"] == {
+        "task_type": "binary",
         "primary_metric": "roc_auc",
         "tolerance": 0.005,
         "confidence": 0.95,
@@ -266,6 +274,7 @@ def test_gate_better_challenger_passes_records_the_evidence_and_rerun_reuses(
     assert float(tags["mlops.gate.ci_high"]) == pytest.approx(comparison["ci_high"])
     assert float(tags["mlops.gate.difference"]) == pytest.approx(comparison["difference"])
     assert tags["mlops.gate.method"] == "delong" and tags["mlops.gate.confidence"] == "0.95"
+    assert tags["mlops.task_type"] == "binary"  # the version had none: the gate's default is recorded
     logged = caplog.text + capsys.readouterr().out  # Airflow's task logger writes to stdout
     assert re.search(
         r"Gate roc_auc: candidate 0\.\d{3} vs champion 0\.\d{3}, difference \+0\.\d{3} "
@@ -423,6 +432,201 @@ def test_gate_without_a_pass_skips_downstream_and_keeps_decision_in_xcom(
     assert sorted(skipped.value.tasks) == ["after_deploy", "deploy"]
     assert pushed["return_value"]["decision"] == decision
     assert _aliases(client, name) == {"champion": champion}
+
+
+# -- the gate on multiclass and regression models ------------------------------------------------------
+
+CLASS_WEIGHTS = {"low": (-1.5, 0.0), "mid": (0.0, 0.0), "high": (1.5, 1.0)}  # the true class scores
+
+
+class LinearClassModel(mlflow.pyfunc.PythonModel):
+    """A multiclass model on the output contract: the softmax of one linear score of x1 and x2 per class."""
+
+    def __init__(self, weights: dict[str, tuple[float, float]]) -> None:
+        self.weights = weights
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        scores = np.column_stack(
+            [w1 * model_input["x1"] + w2 * model_input["x2"] for w1, w2 in self.weights.values()]
+        )
+        probability = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probability /= probability.sum(axis=1, keepdims=True)
+        classes = np.array(list(self.weights))
+        output = {f"probability_{c}": probability[:, i] for i, c in enumerate(classes)}
+        return pd.DataFrame(
+            {
+                "prediction": classes[probability.argmax(axis=1)],
+                "probability": probability.max(axis=1),
+                **output,
+            }
+        )
+
+
+def _synthetic(seed: int, rows: int) -> pd.DataFrame:
+    """Rows with two features, an entity key and a timestamp (neither a feature), a class drawn from
+    CLASS_WEIGHTS' softmax and an energy reading in kWh (a linear function of x1 and x2 plus noise)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.standard_normal((2, rows))
+    frame = pd.DataFrame(
+        {
+            "meter_id": np.arange(rows),
+            "event_timestamp": pd.date_range("2026-01-01", periods=rows, freq="h", tz="UTC"),
+            "x1": x1,
+            "x2": x2,
+            "kwh": 20 + 3 * x1 + 2 * x2 + rng.standard_normal(rows),
+        }
+    )
+    probability = LinearClassModel(CLASS_WEIGHTS).predict(None, frame)
+    columns = [f"probability_{c}" for c in CLASS_WEIGHTS]
+    cumulative = probability[columns].to_numpy().cumsum(axis=1)
+    frame["level"] = np.array(list(CLASS_WEIGHTS))[(rng.random((rows, 1)) > cumulative).sum(axis=1)]
+    return frame
+
+
+def _log_run(tracking_uri: str, log: Callable[[], None], tags: dict[str, str] | None = None) -> str:
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("mlops-tests")
+    with mlflow.start_run() as run:
+        mlflow.set_tags(tags or {})
+        log()
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def synthetic_holdout(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("synthetic") / "holdout.parquet"
+    _synthetic(seed=1, rows=1200).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def task_models(mlflow_server) -> dict[str, str]:
+    """Runs of scikit-learn regressors (a plain 1-D output) and multiclass pyfunc models, each with a
+    signature of its features only: the champion sees x1, the candidate x1 and x2. Only the regressors'
+    runs carry the task type tag."""
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    train, uri = _synthetic(seed=2, rows=1000), mlflow_server.tracking_uri
+    runs = {}
+    for kind, columns in {"weak": ["x1"], "good": ["x1", "x2"]}.items():
+        features = train[columns]
+        regressor = LinearRegression().fit(features, train["kwh"])
+        runs[f"regression_{kind}"] = _log_run(
+            uri,
+            lambda regressor=regressor, features=features: mlflow.sklearn.log_model(
+                regressor,
+                name="model",
+                signature=infer_signature(features),
+                pip_requirements=["scikit-learn"],
+            ),
+            {TASK_TYPE_TAG: "regression"},
+        )
+        weights = CLASS_WEIGHTS if kind == "good" else {c: (w1, 0.0) for c, (w1, _) in CLASS_WEIGHTS.items()}
+        runs[f"multiclass_{kind}"] = _log_run(
+            uri,
+            lambda weights=weights: mlflow.pyfunc.log_model(
+                name="model",
+                python_model=LinearClassModel(weights),
+                signature=infer_signature(train[["x1", "x2"]]),
+                pip_requirements=["mlflow"],
+            ),
+        )
+    return runs
+
+
+def _champion_and_candidate(client: MlflowClient, task: str, runs: dict[str, str]) -> tuple[str, str, str]:
+    name = unique_name(task)
+    champion = _register(name, run_id=runs[f"{task}_weak"])["version"]
+    client.set_registered_model_alias(name, "champion", champion)
+    return name, champion, _register(name, run_id=runs[f"{task}_good"])["version"]
+
+
+def test_gate_judges_a_regression_candidate_by_rmse_with_the_task_type_from_its_tag(
+    mlflow_conn, task_models, synthetic_holdout
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    name, champion, candidate = _champion_and_candidate(client, "regression", task_models)
+
+    result = _gate(
+        name,
+        candidate,
+        synthetic_holdout,
+        label="kwh",
+        thresholds={"rmse": {"threshold": 1.5}},
+        tolerance=0.5,
+    )
+
+    assert result["decision"] == "pass", result["reasons"]
+    assert result["task_type"] == result["settings"]["task_type"] == "regression"
+    assert result["settings"]["primary_metric"] == "rmse" and result["settings"]["tolerance"] == 0.5
+    assert set(result["candidate"]) == {"rmse", "mae", "r2"}
+    # The candidate's rmse is the noise's (1 kWh); the champion misses x2's share too (sqrt(1 + 4)).
+    assert result["candidate"]["rmse"] == pytest.approx(1.0, abs=0.15)
+    assert result["champion"]["rmse"] == pytest.approx(5**0.5, abs=0.3)
+    comparison = result["comparison"]
+    assert comparison["metric"] == "rmse" and comparison["method"] == "paired_bootstrap"
+    assert comparison["difference"] == pytest.approx(
+        result["champion"]["rmse"] - result["candidate"]["rmse"], abs=2e-6
+    )
+    assert 0.5 < comparison["ci_low"] < comparison["difference"] < comparison["ci_high"]
+    assert result["positives"] == result["n"] == 1200  # regression counts rows, not positives
+    assert "n=1200: PASS (non-inferior within 0.5)" in result["reasons"][0]
+    assert _aliases(client, name) == {"champion": champion, "challenger": candidate}
+    assert client.get_model_version(name, candidate).tags[TASK_TYPE_TAG] == "regression"
+
+
+def test_gate_on_a_regression_model_needs_a_tolerance_in_the_targets_units(
+    mlflow_conn, task_models, synthetic_holdout
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    name, _, candidate = _champion_and_candidate(client, "regression", task_models)
+
+    with pytest.raises(
+        ConfigurationError, match=r"set tolerance in the target's units \(e\.g\. 0\.5 for an rmse"
+    ):
+        _gate(name, candidate, synthetic_holdout, label="kwh", thresholds={})
+    with pytest.raises(
+        ConfigurationError,
+        match=r"thresholds on \['roc_auc', 'log_loss'\] do not apply to a regression model; use one of ",
+    ):
+        _gate(name, candidate, synthetic_holdout, label="kwh", tolerance=0.5)
+
+
+def test_gate_judges_a_multiclass_candidate_by_log_loss_and_tags_the_task_type(
+    mlflow_conn, task_models, synthetic_holdout
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    name, champion, candidate = _champion_and_candidate(client, "multiclass", task_models)
+
+    result = _gate(name, candidate, synthetic_holdout, label="level", task_type="multiclass", thresholds={})
+
+    assert result["decision"] == "pass", result["reasons"]
+    assert result["champion"]["version"] == champion
+    assert result["settings"]["primary_metric"] == "log_loss" and result["settings"]["tolerance"] == 0.005
+    assert set(result["candidate"]) == {"accuracy", "macro_f1", "log_loss"}
+    assert result["candidate"]["log_loss"] < result["champion"]["log_loss"]
+    assert result["comparison"]["ci_low"] > 0
+    rarest = int(pd.read_parquet(synthetic_holdout)["level"].value_counts().min())
+    assert result["positives"] == rarest >= 50
+    assert f"(rarest class {rarest} rows): PASS" in result["reasons"][0]
+    assert client.get_model_version(name, candidate).tags[TASK_TYPE_TAG] == "multiclass"  # it had none
+
+
+def test_gate_refuses_a_model_that_breaks_its_tasks_output_contract_or_an_unknown_task(
+    mlflow_conn, models, eval_data
+) -> None:
+    name = unique_name()
+    version = _register(name, run_id=models["truth"]["run_id"])["version"]  # a binary model's output
+
+    with pytest.raises(
+        ConfigurationError, match=rf"{name}' version 1 broke the output contract: a multiclass"
+    ):
+        _gate(name, version, eval_data, task_type="multiclass", thresholds={})
+    with pytest.raises(ConfigurationError, match="Unknown task type 'ranking'"):
+        _gate(name, version, eval_data, task_type="ranking")
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,7 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
         evaluation_set_uri=str(evaluation_set),
         label_column="churned",
         id_columns=["customer_id"],
+        timestamp_column="event_timestamp",
         hyperparameters=json.dumps(FAST),
         experiment="local",
     )
@@ -94,7 +95,11 @@ def test_local_backend_returns_the_trainer_contract_and_streams_logs(
 
 def test_rejected_training_set_fails_without_retry(training_set: Path, mlflow_conn: Any) -> None:
     operator = TrainModelOperator(
-        task_id="train", training_set_uri=str(training_set), label_column="nope", experiment="local"
+        task_id="train",
+        training_set_uri=str(training_set),
+        label_column="nope",
+        timestamp_column="event_timestamp",
+        experiment="local",
     )
     with pytest.raises(TrainingInputRejected, match="has no column 'nope'") as raised:
         operator.execute(context={})
@@ -106,6 +111,7 @@ def test_crashing_trainer_fails_the_task_with_its_last_lines(training_set: Path,
         task_id="train",
         training_set_uri=str(training_set),
         label_column="churned",
+        timestamp_column="event_timestamp",
         experiment="local",
         hyperparameters={"lr": -1.0, "epochs": 1},
     )
@@ -184,6 +190,9 @@ def test_template_fields_cover_every_user_string() -> None:
         "hyperparameters",
         "experiment",
         "id_columns",
+        "model_task_type",
+        "timestamp_column",
+        "feature_columns",
         "mlflow_conn_id",
         "command",
         "kubernetes_kwargs",
@@ -193,24 +202,53 @@ def test_template_fields_cover_every_user_string() -> None:
 SKLEARN_TRAINER = Path(__file__).parents[2] / "docs" / "examples" / "trainers" / "sklearn_trainer.py"
 
 
+@pytest.fixture(scope="module")
+def keyed_training_set(tmp_path_factory: pytest.TempPathFactory, training_set: Path) -> Path:
+    """The training set as FeastHistoricalFeaturesOperator writes it: keys and timestamp in its metadata."""
+    import pyarrow.parquet as pq
+
+    from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADATA
+
+    table = pq.read_table(training_set)
+    metadata = {
+        **(table.schema.metadata or {}),
+        JOIN_KEYS_METADATA: "customer_id",
+        TIMESTAMP_COLUMN_METADATA: "event_timestamp",
+    }
+    path = tmp_path_factory.mktemp("keyed") / "training_set.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    return path
+
+
 def test_your_own_trainer_runs_with_the_contracts_arguments_and_its_result_is_checked(
-    training_set: Path, evaluation_set: Path, mlflow_conn: Any
+    keyed_training_set: Path,
+    evaluation_set: Path,
+    mlflow_conn: Any,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Bring your own trainer: the docs' scikit-learn trainer, run by the same operator."""
+    """Bring your own trainer: the docs' scikit-learn trainer, run by the same operator. The keys and
+    the timestamp are not given: they come from the training set's feature service (its metadata)."""
     from mlflow import MlflowClient
 
+    from mlops_provider.hooks.mlflow import MLflowHook
+
+    caplog.set_level("INFO")
     operator = TrainModelOperator(
         task_id="train",
         command=f"{sys.executable} {SKLEARN_TRAINER}",
-        training_set_uri=str(training_set),
+        training_set_uri=str(keyed_training_set),
         evaluation_set_uri=str(evaluation_set),
         label_column="churned",
-        id_columns=["customer_id"],
         hyperparameters={"C": 0.5},
         experiment="byo-trainer",
     )
     result = operator.execute(context={})
+    expected = "--id-columns customer_id --task-type binary --timestamp-column event_timestamp"
+    assert expected in captured(capfd, caplog)
     assert 0.5 < result["metrics"]["eval_roc_auc"] <= 1.0
+    inputs = MLflowHook("mlflow_default").model_inputs(result["model_uri"])
+    assert inputs and "customer_id" not in inputs and "event_timestamp" not in inputs
     client = MlflowClient(mlflow_conn.tracking_uri)
     assert client.get_run(result["run_id"]).info.status == "FINISHED"
     artifacts = [a.path for a in client.list_artifacts(result["run_id"], "reference")]

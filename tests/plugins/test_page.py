@@ -107,3 +107,15 @@ def test_held_out_evidence_comes_first_and_early_stopping_is_labelled_as_such(st
         "roc_auc 0.84 log_loss 0.21 best_epoch 2"
     )
     assert "epoch_" not in row  # the per-epoch curves stay in MLflow
+
+
+@pytest.mark.parametrize(
+    ("task_type", "counted"),
+    [(None, "n=500 (40 positives)"), ("multiclass", "n=500 (rarest class 40 rows)"), ("regression", "n=500")],
+)
+def test_the_gate_evidence_counts_what_the_task_type_has(task_type, counted) -> None:
+    from mlops_provider.plugins.page import _gate_evidence
+
+    tags = {"metric": "rmse", "difference": "0.1", "ci_low": "0.05", "ci_high": "0.15", "confidence": "0.95"}
+    tags |= {"n": "500", "positives": "40", "task_type": task_type}
+    assert _gate_evidence(tags).endswith(f"[95% CI +0.050, +0.150], {counted}</span>")

@@ -21,7 +21,7 @@ from tests.training_data import build_training_set
 
 XDIST_GROUP = "trainer"
 # A few fast epochs; the learning rate is high enough that the last epochs are worse than the best one.
-FAST = {"epochs": 5, "lr": 0.1, "batch_size": 64, "hidden": [32], "patience": 5}
+FAST: dict[str, Any] = {"epochs": 5, "lr": 0.1, "batch_size": 64, "hidden": [32], "patience": 5}
 NULL_LABELS = 10
 
 
@@ -34,8 +34,10 @@ def run_trainer(
         "MLOPS_XCOM_DIR": str(xcom_dir or "/nonexistent"),
     }
     argv = [sys.executable, "-m", "mlops_provider.trainer", "--training-set", str(training_set)]
-    # The example data's label and key; a case may repeat a flag to override it (argparse keeps the last).
-    argv += ["--experiment", experiment, "--label", "churned", "--id-columns", "customer_id", *extra]
+    # The example data's label, key and timestamp (its file carries no metadata naming them); a case may
+    # repeat a flag to override it (argparse keeps the last).
+    argv += ["--experiment", experiment, "--label", "churned", "--id-columns", "customer_id"]
+    argv += ["--timestamp-column", "event_timestamp", *extra]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -101,3 +103,59 @@ def trained(
     training_set: Path, mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     return _run_ok(tmp_path_factory.mktemp("xcom"), mlflow_server.tracking_uri, "trainer-ok", training_set)
+
+
+# -- small synthetic sets for the three task types -------------------------------------------------------
+TABULAR_LABEL, TABULAR_TIMESTAMP, TABULAR_KEY = "target", "observed_at", "account"
+TABULAR_FEATURES = ("x", "z", "colour")
+TABULAR_DAYS = 6
+# Few rows and epochs, but enough to learn the easy targets below well above chance.
+TABULAR_FAST: dict[str, Any] = {"epochs": 8, "lr": 0.03, "batch_size": 32, "hidden": [16], "patience": 8}
+
+
+def tabular_frame(task_type: str, *, rows: int = 360, seed: int = 0, first_day: int = 0) -> Any:
+    """Rows over ``TABULAR_DAYS`` days (from ``first_day``) whose label ``x``, ``z`` and ``colour`` decide.
+
+    binary: ``x > 0``; multiclass: ``low``/``mid``/``high`` by ``x`` (separable); regression: a linear
+    target with a little noise. ``account`` is a key and ``observed_at`` the event time.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x, z = rng.normal(size=rows), rng.normal(size=rows)
+    colour = rng.choice(["red", "green", "blue"], size=rows)
+    days = first_day + np.arange(rows) % TABULAR_DAYS
+    frame = pd.DataFrame(
+        {
+            TABULAR_KEY: np.arange(rows) + seed * 100_000,
+            TABULAR_TIMESTAMP: pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(days, unit="D"),
+            "x": x,
+            "z": z,
+            "colour": colour,
+        }
+    )
+    labels = {
+        "binary": (x > 0).astype(np.int64),
+        "multiclass": np.select([x < -0.5, x > 0.5], ["low", "high"], "mid"),
+        "regression": 3 * x - 2 * z + 1.5 * (colour == "red") + rng.normal(scale=0.1, size=rows),
+    }
+    return frame.assign(**{TABULAR_LABEL: labels[task_type]})
+
+
+def write_parquet(frame: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``frame`` with pyarrow, adding ``metadata`` to the schema's key-value metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {key.encode(): value.encode() for key, value in (metadata or {}).items()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), path)
+    return path
+
+
+def feast_metadata() -> dict[str, str]:
+    """The metadata the Feast operator writes on a training set: its timestamp column and join keys."""
+    from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADATA
+
+    return {TIMESTAMP_COLUMN_METADATA: TABULAR_TIMESTAMP, JOIN_KEYS_METADATA: TABULAR_KEY}

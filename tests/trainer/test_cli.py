@@ -1,28 +1,49 @@
-"""The trainer's command line: its result contract, exit codes, hyperparameters and the FAILED run.
+"""The trainer's command line: its result contract, exit codes, hyperparameters, the FAILED run, and the
+three task types.
 
-The end-to-end runs go through ``python -m mlops_provider.trainer`` against a real MLflow server.
+The binary end-to-end runs go through ``python -m mlops_provider.trainer``, the multiclass and regression
+ones through ``cli.main`` in process, all against a real MLflow server.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import signal
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from mlops_provider import constants
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
 from mlops_provider.trainer.cli import (
     DEFAULT_HYPERPARAMETERS,
     BadHyperparameters,
     emit,
+    main,
     parser,
     resolve_hyperparameters,
 )
-from tests.trainer.conftest import FAST, XDIST_GROUP, run_trainer, runs_of
+from tests.mlflow_helpers import unique_name
+from tests.trainer.conftest import (
+    FAST,
+    TABULAR_DAYS,
+    TABULAR_FAST,
+    TABULAR_FEATURES,
+    TABULAR_KEY,
+    TABULAR_LABEL,
+    TABULAR_TIMESTAMP,
+    XDIST_GROUP,
+    feast_metadata,
+    run_trainer,
+    runs_of,
+    tabular_frame,
+    write_parquet,
+)
 
 pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
 
@@ -170,3 +191,182 @@ def test_emit_prints_the_result_last_and_writes_the_xcom_file(
     monkeypatch.setenv("MLOPS_XCOM_DIR", str(tmp_path / "absent"))
     emit(result)  # no XCom sidecar directory: stdout only
     assert not (tmp_path / "absent").exists() and capsys.readouterr().out.startswith(RESULT_MARKER)
+
+
+# -- the three task types, in process through cli.main ------------------------------------------------------
+
+
+def _main(argv: list[str], tracking_uri: str, xcom_dir: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``cli.main(argv)`` against ``tracking_uri``, its result in ``xcom_dir``; restores SIGTERM after."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("MLOPS_XCOM_DIR", str(xcom_dir))
+    mlflow.set_tracking_uri(tracking_uri)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train_task(
+    task_type: str,
+    training: Path,
+    evaluation: Path,
+    tracking_uri: str,
+    tmp_path: Path,
+    mp: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """Train on ``training`` (its metadata names the timestamp and key) and score ``evaluation``."""
+    argv = ["--training-set", str(training), "--evaluation-set", str(evaluation), "--label", TABULAR_LABEL]
+    argv += ["--experiment", unique_name(task_type), "--task-type", task_type]
+    argv += ["--hyperparameters", json.dumps(TABULAR_FAST)]
+    assert _main(argv, tracking_uri, tmp_path, mp) == 0
+    result = json.loads((tmp_path / "return.json").read_text())
+    assert set(result) == {"run_id", "model_uri", "metrics"}
+    return dict(result)
+
+
+def _check_run(result: dict[str, Any], task_type: str, tracking_uri: str, curves: tuple[str, str]) -> Any:
+    """The run's task tag and params, columns from the metadata, and the task's curves; returns the run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert constants.TASK_TYPE_TAG == "mlops.task_type"
+    assert run.data.tags["mlops.task_type"] == task_type == run.data.params["task_type"]
+    assert run.data.params["timestamp_column"] == TABULAR_TIMESTAMP  # from the parquet metadata
+    assert run.data.params["id_columns"] == TABULAR_KEY
+    assert sorted(run.data.params["features"].split(",")) == sorted(TABULAR_FEATURES)
+    for curve in ("train_loss", *(f"early_stop_{name}" for name in curves)):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, f"epoch_{curve}")]
+        assert sorted(steps) == list(range(1, TABULAR_FAST["epochs"] + 1)), curve
+    return run
+
+
+def test_a_multiclass_model_trains_end_to_end_and_keeps_the_output_contract(
+    mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mlflow
+
+    from mlops_provider.ml.tasks import contract_violation
+
+    caplog.set_level(logging.INFO, logger="mlops_provider.trainer")
+    training = write_parquet(tabular_frame("multiclass"), tmp_path / "train.parquet", feast_metadata())
+    later = tabular_frame("multiclass", rows=120, seed=1, first_day=TABULAR_DAYS)
+    later.loc[:2, TABULAR_LABEL] = "extreme"  # a class the training set never had: kept, counts against
+    evaluation = write_parquet(later, tmp_path / "eval.parquet")
+
+    result = _train_task(
+        "multiclass", training, evaluation, mlflow_server.tracking_uri, tmp_path, monkeypatch
+    )
+
+    metrics = result["metrics"]
+    scored = {"log_loss", "accuracy", "macro_f1"}
+    assert set(metrics) == {
+        "best_epoch",
+        *(f"early_stop_{m}" for m in scored),
+        *(f"eval_{m}" for m in scored),
+    } | {"eval_rows"}  # no eval_positives: that is binary's
+    assert metrics["eval_rows"] == 120 and metrics["eval_accuracy"] > 0.7  # chance is about 1/3
+    assert "3 of 120 rows have a class the training set never had (extreme)" in caplog.text
+    _check_run(result, "multiclass", mlflow_server.tracking_uri, ("log_loss", "accuracy"))
+    stats = mlflow.artifacts.load_dict(f"runs:/{result['run_id']}/reference/feature_stats.json")
+    assert set(stats["label_frequencies"]) == {"high", "low", "mid"} and "label_rate" not in stats
+
+    model = mlflow.pyfunc.load_model(result["model_uri"])
+    output = model.predict(later[list(TABULAR_FEATURES)])
+    assert contract_violation("multiclass", output.columns) is None
+    assert set(output["prediction"]) <= {"high", "low", "mid"}
+    assert (output["prediction"] == later[TABULAR_LABEL]).mean() == pytest.approx(metrics["eval_accuracy"])
+
+
+def test_a_regression_model_trains_end_to_end_and_beats_predicting_the_mean(
+    mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from sklearn.metrics import r2_score
+
+    from mlops_provider.ml.tasks import contract_violation
+
+    training = write_parquet(tabular_frame("regression"), tmp_path / "train.parquet", feast_metadata())
+    later = tabular_frame("regression", rows=120, seed=1, first_day=TABULAR_DAYS)
+    evaluation = write_parquet(later, tmp_path / "eval.parquet")
+
+    result = _train_task(
+        "regression", training, evaluation, mlflow_server.tracking_uri, tmp_path, monkeypatch
+    )
+
+    metrics = result["metrics"]
+    scored = {"mse", "rmse", "mae", "r2"}
+    assert set(metrics) == {
+        "best_epoch",
+        *(f"early_stop_{m}" for m in scored),
+        *(f"eval_{m}" for m in scored),
+    } | {"eval_rows"}
+    _check_run(result, "regression", mlflow_server.tracking_uri, ("mse", "rmse"))
+    stats = mlflow.artifacts.load_dict(f"runs:/{result['run_id']}/reference/feature_stats.json")
+    assert set(stats) >= {"label_mean", "label_std"} and "label_rate" not in stats
+
+    model = mlflow.pyfunc.load_model(result["model_uri"])
+    output = model.predict(later[list(TABULAR_FEATURES)])
+    assert (
+        contract_violation("regression", output.columns) is None and output["prediction"].dtype == "float64"
+    )
+    r2 = r2_score(later[TABULAR_LABEL], output["prediction"])
+    assert r2 > 0.5 and r2 == pytest.approx(metrics["eval_r2"], abs=1e-4)  # held out, better than the mean
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        (
+            "one_class",
+            "label 'target' has 1 class ('only') in 360 rows; a multiclass label needs at least two",
+        ),
+        ("text_regression", "label 'target' must be numeric for a regression, found '"),
+        ("missing_feature", "has no feature column(s) ['height'] (columns: "),
+        (
+            "no_timestamp",
+            "pass --timestamp-column (the training set's event time column: timestamp_column of",
+        ),
+    ],
+)
+def test_what_a_task_cannot_train_on_is_refused_without_a_run(
+    case: str,
+    message: str,
+    mlflow_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame, task_type, extra = tabular_frame("multiclass"), "multiclass", []
+    metadata: dict[str, str] | None = feast_metadata()
+    if case == "one_class":
+        frame = frame.assign(**{TABULAR_LABEL: "only"})
+    if case == "text_regression":
+        task_type = "regression"
+    if case == "missing_feature":
+        extra = ["--features", "x,height"]
+    if case == "no_timestamp":
+        metadata = None
+    training = write_parquet(frame, tmp_path / f"{case}.parquet", metadata)
+    experiment = unique_name(f"refused-{case}")
+    argv = ["--training-set", str(training), "--label", TABULAR_LABEL, "--experiment", experiment]
+    argv += ["--task-type", task_type, *extra]
+
+    assert _main(argv, mlflow_server.tracking_uri, tmp_path, monkeypatch) == EXIT_BAD_INPUT
+
+    assert "refusing to train: training set" in caplog.text and message in caplog.text
+    assert not (tmp_path / "return.json").exists()
+    assert runs_of(mlflow_server.tracking_uri, experiment) == []
+
+
+def test_the_task_type_is_one_of_three() -> None:
+    assert _args().task_type == "binary" and _args().timestamp_column is None and _args().features == ""
+    assert _args("--task-type", "regression").task_type == "regression"
+    with pytest.raises(SystemExit) as err:
+        _args("--task-type", "ranking")
+    assert err.value.code == 2

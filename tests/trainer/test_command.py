@@ -32,6 +32,8 @@ def test_the_command_runs_the_trainer_module_with_one_flag_per_setting() -> None
         '{"epochs": 4, "lr": 0.01}',
         "--id-columns",
         "customer_id,region",
+        "--task-type",
+        "binary",
     ]
     assert trainer_command("x.parquet", label="y", experiment="e") == [
         "-m",
@@ -46,7 +48,30 @@ def test_the_command_runs_the_trainer_module_with_one_flag_per_setting() -> None
         "{}",
         "--id-columns",
         "",
+        "--task-type",
+        "binary",
     ]
+
+
+def test_task_type_timestamp_and_features_are_passed_when_known() -> None:
+    argv = trainer_command(
+        "x",
+        label="kwh",
+        experiment="e",
+        task_type="Regression",
+        timestamp_column="reading_time",
+        feature_columns='["a", "b"]',
+    )
+    assert argv[-6:] == [
+        "--task-type",
+        "regression",
+        "--timestamp-column",
+        "reading_time",
+        "--features",
+        "a,b",
+    ]
+    with pytest.raises(ConfigurationError, match="Unknown task type 'ranking'"):
+        trainer_command("x", label="y", experiment="e", task_type="ranking")
 
 
 def test_id_columns_rendered_by_a_template_give_the_same_command() -> None:

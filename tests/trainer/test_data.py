@@ -17,6 +17,15 @@ from mlops_provider.trainer.data import (
     split_by_time,
     time_range,
 )
+from tests.trainer.conftest import (
+    TABULAR_DAYS,
+    TABULAR_KEY,
+    TABULAR_LABEL,
+    TABULAR_TIMESTAMP,
+    feast_metadata,
+    tabular_frame,
+    write_parquet,
+)
 from tests.training_data import build_training_set
 
 KEYS = ("customer_id",)  # the example data's entity key: an identifier, not a feature
@@ -207,3 +216,128 @@ def test_an_evaluation_set_overlapping_in_time_is_kept_with_a_warning(
     assert "before the training window ends" in caplog.text
     no_keys = load(_save(good, tmp_path, "train"), "churned", "event_timestamp", 0.25)
     assert len(load_evaluation(_save(good, tmp_path, "same"), no_keys).frame) == len(evaluation.frame)
+
+
+# -- columns from the contract: metadata, --features ------------------------------------------------------
+
+
+def test_the_timestamp_and_id_columns_come_from_the_parquet_metadata(tmp_path: Path) -> None:
+    uri = str(write_parquet(tabular_frame("binary"), tmp_path / "set.parquet", feast_metadata()))
+
+    data = load(uri, TABULAR_LABEL, None, 0.2)
+
+    assert data.timestamp_column == TABULAR_TIMESTAMP and data.id_columns == (TABULAR_KEY,)
+    assert data.features == ["colour", "x", "z"]  # the key is no feature
+    assert data.train[TABULAR_TIMESTAMP].max() < data.validation[TABULAR_TIMESTAMP].min()
+    # Flags win over the metadata.
+    given = load(uri, TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2, ("colour",))
+    assert given.id_columns == ("colour",) and given.features == [TABULAR_KEY, "x", "z"]
+
+
+def test_without_metadata_there_are_no_id_columns_and_the_timestamp_must_be_given(tmp_path: Path) -> None:
+    uri = str(write_parquet(tabular_frame("binary"), tmp_path / "set.parquet"))
+    assert load(uri, TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2).id_columns == ()
+    with pytest.raises(TrainingDataError) as err:
+        load(uri, TABULAR_LABEL, None, 0.2)
+    assert str(err.value).startswith(f"training set {uri} does not say which column holds the event time")
+    assert "pass --timestamp-column (the training set's event time column: timestamp_column of" in str(
+        err.value
+    )
+    with pytest.raises(TrainingDataError, match=r"no id column\(s\) \['user'\].*pass the right --id-columns"):
+        load(uri, TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2, ("user",))
+
+
+def test_features_are_exactly_the_listed_columns(tmp_path: Path) -> None:
+    uri = str(write_parquet(tabular_frame("binary"), tmp_path / "set.parquet", feast_metadata()))
+    data = load(uri, TABULAR_LABEL, None, 0.2, features=["z", "colour"])
+    assert (data.categorical, data.numeric) == (["colour"], ["z"])
+    with pytest.raises(TrainingDataError) as err:
+        load(uri, TABULAR_LABEL, None, 0.2, features=["z", "height"])
+    assert "has no feature column(s) ['height'] (columns: " in str(err.value)
+    assert "pass the right --features (feature_columns of TrainModelOperator)" in str(err.value)
+    with pytest.raises(
+        TrainingDataError, match=r"of TrainModelOperator\) lists \['account'\], the label, timestamp or id"
+    ):
+        load(uri, TABULAR_LABEL, None, 0.2, features=["z", TABULAR_KEY])
+
+
+# -- task types ---------------------------------------------------------------------------------------------
+
+
+def test_multiclass_labels_keep_their_values_and_the_classes_are_sorted_by_text(tmp_path: Path) -> None:
+    frame = tabular_frame("multiclass")
+    data = load(_save(frame, tmp_path, "text"), TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2, task_type="multiclass")
+    assert data.task_type == "multiclass" and data.classes == ("high", "low", "mid")
+    codes = frame[TABULAR_LABEL].map({"low": 2, "mid": 10, "high": 1})
+    as_ints = load(
+        _save(frame.assign(**{TABULAR_LABEL: codes}), tmp_path, "ints"),
+        TABULAR_LABEL,
+        TABULAR_TIMESTAMP,
+        0.2,
+        task_type="multiclass",
+    )
+    assert as_ints.classes == (1, 10, 2) and all(type(c) is int for c in as_ints.classes)
+    assert as_ints.train[TABULAR_LABEL].dtype == "int64"
+    as_floats = load(  # whole numbers stored as floats (e.g. after a join) are integer classes
+        _save(frame.assign(**{TABULAR_LABEL: codes.astype(float)}), tmp_path, "floats"),
+        TABULAR_LABEL,
+        TABULAR_TIMESTAMP,
+        0.2,
+        task_type="multiclass",
+    )
+    assert as_floats.classes == (1, 10, 2)
+
+
+@pytest.mark.parametrize(
+    ("task_type", "label", "message"),
+    [
+        (
+            "multiclass",
+            ["only"] * 360,
+            "label 'target' has 1 class ('only') in 360 rows; a multiclass label needs at least two: "
+            "widen the training window or pass the right --label (label_column of TrainModelOperator)",
+        ),
+        ("multiclass", [0.5, 1.0] * 180, "label 'target' holds fractional numbers such as 0.5, not classes"),
+        (
+            "regression",
+            ["high", "low"] * 180,
+            "label 'target' must be numeric for a regression, found 'high'",
+        ),
+        ("regression", [4.0] * 360, "label 'target' has the single value 4.0 in 360 rows; nothing to learn"),
+        ("binary", ["a", "b"] * 180, "pass --task-type (task_type of TrainModelOperator) multiclass or"),
+    ],
+)
+def test_a_label_that_does_not_fit_the_task_is_refused(
+    tmp_path: Path, task_type: str, label: list[object], message: str
+) -> None:
+    uri = _save(tabular_frame("binary").assign(**{TABULAR_LABEL: label}), tmp_path)
+    with pytest.raises(TrainingDataError) as err:
+        load(uri, TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2, task_type=task_type)
+    assert message in str(err.value)
+
+
+def test_a_regression_label_is_a_float(tmp_path: Path) -> None:
+    frame = tabular_frame("regression")
+    data = load(_save(frame, tmp_path), TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2, task_type="regression")
+    assert data.train[TABULAR_LABEL].dtype == "float64" and data.classes == ()
+    with pytest.raises(ValueError, match="Unknown task type 'ranking'"):
+        load(_save(frame, tmp_path), TABULAR_LABEL, TABULAR_TIMESTAMP, 0.2, task_type="ranking")
+
+
+def test_evaluation_rows_of_a_class_never_trained_on_are_kept_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    training = load(
+        _save(tabular_frame("multiclass"), tmp_path, "train"),
+        TABULAR_LABEL,
+        TABULAR_TIMESTAMP,
+        0.2,
+        task_type="multiclass",
+    )
+    later = tabular_frame("multiclass", rows=60, seed=1, first_day=TABULAR_DAYS)
+    later.loc[:4, TABULAR_LABEL] = "extreme"
+
+    evaluation = load_evaluation(_save(later, tmp_path, "eval"), training)
+
+    assert len(evaluation.frame) == 60 and (evaluation.frame[TABULAR_LABEL] == "extreme").sum() == 5
+    assert "5 of 60 rows have a class the training set never had (extreme)" in caplog.text

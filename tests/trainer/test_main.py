@@ -19,7 +19,8 @@ def test_help_lists_every_flag_and_exits_zero() -> None:
     done = trainer("--help")
     assert done.returncode == 0
     assert done.stdout.startswith("usage: python -m mlops_provider.trainer")
-    for flag in ("--training-set", "--label", "--hyperparameters", "--epochs", "--val-fraction"):
+    flags = ("--training-set", "--label", "--task-type", "--timestamp-column", "--features", "--epochs")
+    for flag in (*flags, "--hyperparameters", "--val-fraction"):
         assert flag in done.stdout
 
 

@@ -17,7 +17,9 @@ from mlops_provider.trainer.model import (
     TOP_CATEGORIES,
     feature_stats,
     fit_preprocessing,
+    fit_task,
     input_example,
+    label_stats,
     log_model,
 )
 from mlops_provider.trainer.serving import TabularMLP, encode
@@ -56,7 +58,9 @@ def test_preprocessing_learns_vocabularies_medians_and_scales_from_the_training_
         "n_numeric": 3,
         "hidden": [8, 4],
         "dropout": 0.2,
+        "outputs": 1,
     }
+    assert spec["task"] == {"type": "binary"}
     wide = pd.DataFrame({"code": [f"c{i}" for i in range(100)]})
     assert fit_preprocessing(wide, ["code"], [], [4], 0.0)["architecture"]["embedding_dims"] == [16]  # capped
     codes, numbers = encode(TRAIN, spec)  # the spec drives serving's encoding
@@ -131,3 +135,34 @@ def test_a_logged_model_loads_back_and_predicts_like_the_trained_network(mlflow_
     assert predicted["probability"].to_numpy() == pytest.approx(expected, abs=1e-6)
     requirements = Path(mlflow.pyfunc.get_model_dependencies(info.model_uri))
     assert set(PIP_REQUIREMENTS) <= set(requirements.read_text().split())
+
+
+def test_the_task_spec_holds_the_classes_or_the_targets_scale() -> None:
+    assert fit_task(TRAIN["churned"]) == {"type": "binary"}
+    classes = fit_task(pd.Series(["b", "a", "c"]), "multiclass", ("a", "b", "c"))
+    assert classes == {"type": "multiclass", "classes": ["a", "b", "c"]}
+    spec = fit_preprocessing(TRAIN, ["plan"], ["spend"], hidden=[4], dropout=0.0, task=classes)
+    assert spec["task"] == classes and spec["architecture"]["outputs"] == 3  # one logit per class
+    target = pd.Series([1.0, 3.0, 5.0, 7.0])
+    assert fit_task(target, "regression") == {"type": "regression", "mean": 4.0, "std": pytest.approx(5**0.5)}
+    assert fit_task(pd.Series([2.0, 2.0]), "regression")["std"] == 1.0  # no spread: no division by 0
+    assert (
+        fit_preprocessing(TRAIN, [], ["spend"], [4], 0.0, fit_task(target, "regression"))["architecture"][
+            "outputs"
+        ]
+        == 1
+    )
+
+
+def test_the_reference_stats_describe_the_label_by_task() -> None:
+    assert label_stats(pd.Series([1, 0, 0, 1]), "binary") == {"label_rate": 0.5}
+    assert label_stats(pd.Series(["b", "a", "b", "b"]), "multiclass") == {
+        "label_frequencies": {"a": 0.25, "b": 0.75}
+    }
+    assert label_stats(pd.Series([3, 1, 2]), "multiclass") == {
+        "label_frequencies": {"1": pytest.approx(1 / 3), "2": pytest.approx(1 / 3), "3": pytest.approx(1 / 3)}
+    }
+    assert label_stats(pd.Series([1.0, 3.0]), "regression") == {"label_mean": 2.0, "label_std": 1.0}
+    frame = TRAIN.assign(level=["x", "y", "x", "x", "z", "y"])
+    stats = feature_stats(frame, ["plan"], ["spend"], "level", "multiclass")
+    assert "label_rate" not in stats and set(stats["label_frequencies"]) == {"x", "y", "z"}

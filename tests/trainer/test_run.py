@@ -14,7 +14,7 @@ from mlops_provider import constants
 from mlops_provider.ml.lineage import code_version
 from mlops_provider.trainer.data import load
 from mlops_provider.trainer.model import fit_preprocessing
-from mlops_provider.trainer.run import REFERENCE_SAMPLE_ROWS, to_tensors
+from mlops_provider.trainer.run import REFERENCE_SAMPLE_ROWS, class_indexes, to_tensors
 from tests.trainer.conftest import FAST, NULL_LABELS, XDIST_GROUP
 
 KEYS = ("customer_id",)  # the example data's entity key: an identifier, not a feature
@@ -165,3 +165,17 @@ def test_to_tensors_encodes_features_and_labels_on_the_device(training_set: Path
     assert tensors.numbers.shape == (len(data.validation), len(data.numeric))
     assert tensors.labels.dtype == torch.float32
     assert tensors.labels.tolist() == data.validation["churned"].astype(float).tolist()
+
+
+def test_multiclass_labels_become_class_indexes_and_unseen_classes_negative_ones() -> None:
+    import torch
+
+    labels = pd.Series(["b", "a", "zz", "c", "y", "zz"])
+    assert class_indexes(labels, ["a", "b", "c"]).tolist() == [1, 0, -2, 2, -1, -2]
+    assert class_indexes(pd.Series([3, 10, "3"]), [10, 3]).tolist() == [1, 0, 1]  # compared as text
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["b", "a", "q"]})
+    spec = fit_preprocessing(frame, [], ["x"], [4], 0.0, {"type": "multiclass", "classes": ["a", "b"]})
+    tensors = to_tensors(frame, spec, "y", torch.device("cpu"))
+    assert tensors.labels.dtype == torch.int64 and tensors.labels.tolist() == [1, 0, -1]
+    spec = fit_preprocessing(frame, [], ["x"], [4], 0.0, {"type": "regression", "mean": 2.0, "std": 1.0})
+    assert to_tensors(frame, spec, "x", torch.device("cpu")).labels.tolist() == [1.0, 2.0, 3.0]  # own scale

@@ -1,4 +1,4 @@
-"""The churn model as MLflow serves it: the logged pyfunc, the input encoding and the torch module."""
+"""The reference trainer's model as MLflow serves it: the logged pyfunc, the encoding and the torch module."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from mlops_provider.trainer import serving
-from mlops_provider.trainer.serving import THRESHOLD, ChurnClassifier, TabularMLP, encode
+from mlops_provider.trainer.serving import THRESHOLD, TabularMLP, TabularModel, encode
 from tests.trainer.conftest import XDIST_GROUP
 
 pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "categorical": {"plan": ["basic", "premium"], "country": ["DE", "FR", "US"]},
     "numeric": {
         "spend": {"fill": 10.0, "mean": 20.0, "std": 5.0},
@@ -97,7 +97,7 @@ def test_the_pyfunc_loads_its_artifacts_and_predicts_probability_and_class(tmp_p
             "preprocessing": str(tmp_path / "preprocessing.json"),
         }
     )
-    model = ChurnClassifier()
+    model = TabularModel()
     model.load_context(context)
     assert not model.model.training
     rows = pd.DataFrame(
@@ -128,3 +128,85 @@ def test_serving_is_self_contained_for_model_from_code() -> None:
         for alias in node.names
     }
     assert imported <= {"__future__", "json", "typing", "mlflow", "numpy", "pandas", "torch"}
+
+
+def test_serving_repeats_the_task_names_of_ml_tasks() -> None:
+    """serving.py may not import the provider, so it copies these names; they must stay the same."""
+    from mlops_provider.ml import tasks
+
+    assert (serving.BINARY, serving.MULTICLASS, serving.REGRESSION) == tasks.TASK_TYPES
+    assert (serving.PROBABILITY, serving.PREDICTION) == (tasks.PROBABILITY, tasks.PREDICTION)
+    assert serving.CLASS_PROBABILITY_PREFIX == tasks.CLASS_PROBABILITY_PREFIX
+
+
+def _pyfunc(spec: dict[str, Any], tmp_path: Path) -> tuple[TabularModel, TabularMLP]:
+    torch.manual_seed(2)
+    network = TabularMLP(**spec["architecture"])
+    torch.save(network.state_dict(), tmp_path / "weights.pt")
+    (tmp_path / "preprocessing.json").write_text(json.dumps(spec))
+    model = TabularModel()
+    model.load_context(
+        SimpleNamespace(
+            artifacts={
+                "weights": str(tmp_path / "weights.pt"),
+                "preprocessing": str(tmp_path / "preprocessing.json"),
+            }
+        )
+    )
+    return model, network.eval()
+
+
+ROWS = pd.DataFrame(
+    {
+        "plan": ["basic", "premium", "gold"],
+        "country": ["US", "DE", "XX"],
+        "spend": [1.0, 50.0, None],
+        "trial": [1, 0, 1],
+    },
+    index=[7, 8, 9],
+)
+
+
+@pytest.mark.parametrize(
+    ("classes", "dtype"), [([1, 10, 2], np.int64), (["high", "low", "mid"], object)], ids=["ints", "strings"]
+)
+def test_a_multiclass_pyfunc_returns_the_class_its_probability_and_one_column_per_class(
+    tmp_path: Path, classes: list[Any], dtype: type
+) -> None:
+    from mlops_provider.ml.tasks import contract_violation
+
+    spec = {
+        **SPEC,
+        "task": {"type": "multiclass", "classes": classes},
+        "architecture": {**SPEC["architecture"], "outputs": 3},
+    }
+    model, network = _pyfunc(spec, tmp_path)
+
+    predicted = model.predict(None, ROWS)
+
+    assert contract_violation("multiclass", predicted.columns) is None
+    per_class = [f"probability_{c}" for c in classes]
+    assert list(predicted.columns) == ["prediction", "probability", *per_class]
+    assert list(predicted.index) == [7, 8, 9] and predicted["prediction"].dtype == dtype
+    with torch.inference_mode():
+        expected = torch.softmax(network(*encode(ROWS, spec)), dim=1).numpy()
+    assert predicted[per_class].to_numpy() == pytest.approx(expected, abs=1e-6)
+    assert predicted[per_class].sum(axis=1).to_numpy() == pytest.approx(np.ones(3))
+    best = expected.argmax(axis=1)
+    assert predicted["prediction"].tolist() == [classes[i] for i in best]
+    assert predicted["probability"].to_numpy() == pytest.approx(expected.max(axis=1), abs=1e-6)
+
+
+def test_a_regression_pyfunc_returns_the_prediction_on_the_labels_scale(tmp_path: Path) -> None:
+    from mlops_provider.ml.tasks import contract_violation
+
+    spec = {**SPEC, "task": {"type": "regression", "mean": 100.0, "std": 20.0}}
+    model, network = _pyfunc(spec, tmp_path)
+
+    predicted = model.predict(None, ROWS)
+
+    assert list(predicted.columns) == ["prediction"] and predicted["prediction"].dtype == np.float64
+    assert contract_violation("regression", predicted.columns) is None
+    with torch.inference_mode():
+        standardised = network(*encode(ROWS, spec)).numpy()
+    assert predicted["prediction"].to_numpy() == pytest.approx(standardised * 20.0 + 100.0, rel=1e-6)

@@ -32,11 +32,14 @@ def main() -> None:
     parser.add_argument("--evaluation-set")
     parser.add_argument("--hyperparameters", default="{}")
     parser.add_argument("--id-columns", default="")
+    parser.add_argument("--task-type", default="binary", choices=["binary"])  # this one fits 0/1 labels
+    parser.add_argument("--timestamp-column")
+    parser.add_argument("--features", default="")
     args = parser.parse_args()
 
     train = pd.read_parquet(args.training_set)
-    not_features = {args.label, *filter(None, args.id_columns.split(","))}
-    features = [
+    not_features = {args.label, args.timestamp_column, *filter(None, args.id_columns.split(","))}
+    features = list(filter(None, args.features.split(","))) or [
         c
         for c in train.columns
         if c not in not_features and not pd.api.types.is_datetime64_any_dtype(train[c])

@@ -19,6 +19,8 @@ def judge_poll(
     """Judge one analysis poll from ``{metric name: (canary value, champion value)}``.
 
     A poll fails when any check fails; it has no data when a required check has none; else it passes.
+    A check for some task types only (``MetricCheck.task_types``) that ``values`` leaves out judges
+    another task's models and is skipped: the batch backend leaves out the checks of other tasks.
     ``baseline`` holds champion values from earlier steps, used when the champion got no traffic in
     this one (at weight 100). ``errors`` (``{"canary", "champion"}``: each variant's error summary, see
     :func:`mlops_provider.ml.scoring.error_summary`) is kept on the poll when there are any.
@@ -26,6 +28,8 @@ def judge_poll(
     baseline = baseline or {}
     checks = []
     for m in strategy.metrics:
+        if m.task_types and m.name not in values:  # for another task's models
+            continue
         canary, champion = values.get(m.name, (None, None))
         if champion is None:
             champion = baseline.get(m.name)

@@ -61,6 +61,7 @@ from mlops_provider.constants import (
 )
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.hooks.mlflow_client import alias_version
+from mlops_provider.ml.tasks import TASK_TYPES
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -224,6 +225,8 @@ class CanaryController:
     def _check_fits(self) -> None:
         """Refuse, before any traffic moves, a strategy whose full rollout could not be kept in one tag."""
         strategy = self.strategy
+        # A model is judged on the checks of its task type; size for the task type with the most.
+        checks = max((strategy.checks_for(task) for task in TASK_TYPES), key=len)
         number = -1.23457e-05  # the longest a value is kept (6 significant digits)
         verdict = {
             "verdict": INCONCLUSIVE,
@@ -233,7 +236,7 @@ class CanaryController:
             "polls": [NO_DATA] * strategy.max_polls,
             "checks": [
                 {"metric": m.name, "status": NO_DATA, "canary": number, "champion": number, "limit": number}
-                for m in strategy.metrics
+                for m in checks
             ],
         }
         doc = _empty("9" * 6) | {
@@ -253,7 +256,7 @@ class CanaryController:
         size = len(_dumps(doc))
         if size > MAX_TAG_LENGTH:
             raise ConfigurationError(
-                f"Canary strategy: {len(strategy.steps)} steps x {len(strategy.metrics)} metric checks "
+                f"Canary strategy: {len(strategy.steps)} steps x {len(checks)} metric checks "
                 f"need up to {size} characters of rollout state, over MLflow's {MAX_TAG_LENGTH}-character "
                 "tag limit; use fewer steps or checks."
             )

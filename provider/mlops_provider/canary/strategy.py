@@ -11,6 +11,7 @@ from typing import Any
 from mlops_provider.constants import FAIL, NO_DATA, PASS
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.ml.scoring import MIN_POSITIVES, MIN_SAMPLES
+from mlops_provider.ml.tasks import BINARY, MULTICLASS, REGRESSION, TASK_TYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,11 @@ class MetricCheck:
     :param direction: ``lower`` or ``higher``: which way is better.
     :param required: when False, a poll without data for this metric (labels not landed yet) is judged
         on the other metrics; when True, it makes the poll ``no_data``.
+    :param relative: with ``compare: champion``, ``threshold`` is a share of the champion's value
+        (0.05: the canary may be 5 % worse), for metrics whose scale is the data's (``rmse``, ``mae``).
+    :param task_types: the task types of the models the check judges (``binary``, ``multiclass``,
+        ``regression``); empty (the default): every model. The batch backend leaves the checks of
+        other tasks out of a poll's values, and the poll skips them (neither judged nor ``no_data``).
     """
 
     name: str
@@ -35,6 +41,8 @@ class MetricCheck:
     threshold: float = 0.0
     direction: str = "lower"
     required: bool = True
+    relative: bool = False
+    task_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.query:
@@ -54,6 +62,22 @@ class MetricCheck:
             raise ConfigurationError(
                 f"Metric check {self.name!r}: the allowed degradation vs the champion cannot be negative."
             )
+        if self.relative and self.compare != "champion":
+            raise ConfigurationError(
+                f"Metric check {self.name!r}: relative applies to compare 'champion' (a share of its value), "
+                f"not to {self.compare!r}."
+            )
+        task_types = (self.task_types,) if isinstance(self.task_types, str) else tuple(self.task_types)
+        unknown = [t for t in task_types if t not in TASK_TYPES]
+        if unknown:
+            raise ConfigurationError(
+                f"Metric check {self.name!r}: unknown task type(s) {unknown}; use {list(TASK_TYPES)}."
+            )
+        object.__setattr__(self, "task_types", task_types)  # a JSON list becomes a tuple: checks hash
+
+    def applies_to(self, task_type: str) -> bool:
+        """Whether the check judges a model of ``task_type`` (see ``task_types``)."""
+        return not self.task_types or task_type in self.task_types
 
     def evaluate(self, canary: float | None, champion: float | None) -> dict[str, Any]:
         """Judge one poll's values: ``{"metric", "status", "canary", "champion", "limit", "message"}``."""
@@ -67,8 +91,9 @@ class MetricCheck:
         elif champion is None or math.isnan(champion):
             return result | {"status": NO_DATA, "message": f"{self.name}: no data for the champion yet"}
         else:
-            limit = champion + self.threshold if lower else champion - self.threshold
-            basis = f" (champion {champion:.4g})"
+            margin = self.threshold * abs(champion) if self.relative else self.threshold
+            limit = champion + margin if lower else champion - margin
+            basis = f" (champion {champion:.4g}{f', {self.threshold:.4g} of it' if self.relative else ''})"
         ok = canary <= limit if lower else canary >= limit
         sign = "<=" if lower else ">="
         status = PASS if ok else FAIL
@@ -76,7 +101,9 @@ class MetricCheck:
         return result | {"status": status, "limit": limit, "message": message}
 
 
-# Defaults for the batch backend: health, prediction shift vs the champion, quality once labels land.
+# Defaults for the batch backend: health, prediction shift vs the champion, and quality once labels land,
+# by the model's task: roc_auc (binary), macro_f1 (multiclass), rmse (regression, at most 5 % above the
+# champion's). A model is judged on the quality check of its own task only (see MetricCheck.task_types).
 DEFAULT_BATCH_CHECKS = (
     MetricCheck("error_rate", "error_rate", compare="absolute", threshold=0.01, direction="lower"),
     MetricCheck("latency_p95_ms", "latency_p95_ms", compare="champion", threshold=50.0, direction="lower"),
@@ -89,7 +116,34 @@ DEFAULT_BATCH_CHECKS = (
         direction="lower",
         required=False,
     ),
-    MetricCheck("roc_auc", "roc_auc", compare="champion", threshold=0.02, direction="higher", required=False),
+    MetricCheck(
+        "roc_auc",
+        "roc_auc",
+        compare="champion",
+        threshold=0.02,
+        direction="higher",
+        required=False,
+        task_types=(BINARY,),
+    ),
+    MetricCheck(
+        "macro_f1",
+        "macro_f1",
+        compare="champion",
+        threshold=0.02,
+        direction="higher",
+        required=False,
+        task_types=(MULTICLASS,),
+    ),
+    MetricCheck(
+        "rmse",
+        "rmse",
+        compare="champion",
+        threshold=0.05,
+        direction="lower",
+        required=False,
+        relative=True,
+        task_types=(REGRESSION,),
+    ),
 )
 
 
@@ -105,9 +159,10 @@ class CanaryStrategy:
         ``2 * checks_per_step``).
     :param metrics: the metric checks.
     :param min_samples: labelled rows a poll needs before the quality metrics (``roc_auc``,
-        ``accuracy``) judge; with fewer they are ``no_data``. AUC on a few dozen rows swings by ±0.1.
+        ``accuracy``, ``macro_f1``, ``rmse``, ``mae``) judge; with fewer they are ``no_data``. AUC on a
+        few dozen rows swings by ±0.1.
     :param min_positives: positive labels (and, for both classes to be there, at least one negative)
-        that ``roc_auc`` also needs; at most ``min_samples``.
+        that ``roc_auc`` also needs; at most ``min_samples``. It applies to binary models' AUC only.
     """
 
     steps: tuple[int, ...] = (5, 25, 50, 100)
@@ -161,6 +216,11 @@ class CanaryStrategy:
         if len(set(names)) != len(names):
             raise ConfigurationError(f"Canary strategy: metric check names repeat: {names}.")
         object.__setattr__(self, "steps", steps)
+
+    def checks_for(self, task_type: str) -> tuple[MetricCheck, ...]:
+        """The checks that judge a model of ``task_type``: those without ``task_types`` and those of its
+        task (with the default checks, four: health, shift and the task's quality check)."""
+        return tuple(m for m in self.metrics if m.applies_to(task_type))
 
     @property
     def no_data_limit(self) -> int:

@@ -31,15 +31,29 @@ if TYPE_CHECKING:
     from feast.repo_contents import RepoContents
 
 FEATURE_STORE_YAML = "feature_store.yaml"
+# Feast's reserved name for an entity dataframe's timestamp (feast.infra.offline_stores.offline_utils.
+# DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL): Feast's name, not a dataset's; kept here so feast is not imported.
+FEAST_ENTITY_TIMESTAMP = "event_timestamp"
 # Parsing a repo changes the working directory and sys.path, which are per process.
 _PARSE_LOCK = threading.Lock()
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``overrides`` merged in; nested mappings merge, everything else replaces."""
+    """Return ``base`` with ``overrides`` merged in; nested mappings merge, everything else replaces.
+
+    A mapping whose ``type`` changes (a sqlite online store overridden by a redis one) is replaced
+    whole: the old type's keys (``path``) are not options of the new one, and Feast refuses them.
+    """
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        current = merged.get(key)
+        changes_type = (
+            isinstance(value, dict)
+            and isinstance(current, dict)
+            and "type" in value
+            and value["type"] != current.get("type")
+        )
+        if isinstance(value, dict) and isinstance(current, dict) and not changes_type:
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
@@ -210,6 +224,19 @@ class FeastHook(BaseHook):
                 f"Unknown Feast feature service {name!r} in project {store.project!r}; known services: "
                 f"{', '.join(known) or 'none (run FeastApplyOperator first)'}."
             ) from None
+
+    def join_keys(self, service: FeatureService) -> list[str]:
+        """The entity join keys a feature service's rows are identified by, in first-seen order.
+
+        Each view's keys, renamed by the service's ``join_key_map`` where it maps them: the entity
+        columns an entity dataframe must carry, and the columns that are never features.
+        """
+        keys: dict[str, None] = {}
+        for projection in service.feature_view_projections:
+            view = self.get_feature_view(projection.name)
+            for key in view.join_keys:
+                keys[projection.join_key_map.get(key, key)] = None
+        return list(keys)
 
     def batch_source_uri(self, feature_view: str) -> str:
         """Return the absolute path or URI of a FileSource-backed view's offline data.

@@ -84,3 +84,16 @@ def write_parquet(frame: pd.DataFrame, uri: str) -> str:
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return uri
+
+
+def parquet_metadata(uri: str) -> dict[str, str]:
+    """The key-value metadata of a parquet file (``{}`` when it has none), e.g. the join keys and
+    timestamp column the Feast operator records on a training set; ``DataNotFound`` when unreadable."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(_local(uri) or uri).metadata or {}
+    except (FileNotFoundError, OSError, pa.ArrowException) as err:
+        raise DataNotFound(f"Parquet file {uri!r} could not be read ({err}).") from err
+    return {key.decode(): value.decode() for key, value in metadata.items() if key != b"pandas"}

@@ -8,6 +8,13 @@ exception's class and cause, without the data dump MLflow's schema errors open w
 (:func:`error_text`), and summarised per exception class (:func:`error_summary`). ``latency_ms`` is
 the request's wall time, recorded on each of its rows.
 
+Each model is scored as a ``task_type`` (:mod:`mlops_provider.ml.tasks`): its output is read through
+:func:`~mlops_provider.ml.tasks.output_frame` (a regression model may return a plain 1-D array) and must
+keep that task's contract; an output that breaks it is a request error naming the violation, not a crash.
+The log's ``probability`` is P(label = 1) (binary), the predicted class's probability (multiclass) or NaN
+(regression); ``prediction`` is a nullable integer (binary), the class as text (multiclass, None when the
+request failed) or a float (regression, NaN when it failed).
+
 The canary analysis judges one poll on one slice of a step's log (:func:`poll_slice`): the rows are
 dealt into disjoint, equal slices in the order of another stable hash of the entity key, so each poll
 sees traffic no earlier poll of the step saw.
@@ -24,20 +31,26 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_provider.constants import CANARY, CHAMPION
 from mlops_provider.exceptions import ConfigurationError
+from mlops_provider.ml import tasks
 from mlops_provider.ml.io import read_parquet, write_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # Metrics the batch analysis computes from a prediction log, usable as MetricCheck queries.
+# Which of them apply depends on the task (see :func:`analyse`); the others stay None.
 BATCH_METRICS = (
     "rows",
     "error_rate",
     "latency_p95_ms",
     "prediction_psi",
     "mean_probability",
+    "mean_prediction",
     "roc_auc",
     "accuracy",
+    "macro_f1",
+    "rmse",
+    "mae",
 )
 LOG_COLUMNS = (
     "variant",
@@ -113,6 +126,7 @@ def score(
     entity_column: str,
     weight: float,
     salt: str,
+    task_type: str = tasks.BINARY,
     feature_columns: list[str] | None = None,
     keep_columns: list[str] | None = None,
     request_rows: int = 256,
@@ -127,26 +141,29 @@ def score(
     :param entity_column: the column routed on.
     :param weight: percent of entities sent to the canary.
     :param salt: mixed into the hash (the model name), so models split independently.
+    :param task_type: what the models predict, ``binary``, ``multiclass`` or ``regression``: the output
+        contract each request is held to, and the types of the log's ``probability`` and ``prediction``.
     :param feature_columns: columns passed to the models; default every column except ``keep_columns``.
     :param keep_columns: columns copied to the log unscored (e.g. the label); the entity is always kept.
     :param request_rows: rows per model request.
     :param shadow: also score the canary's rows with the champion, unserved, into ``shadow_probability``,
-        ``shadow_prediction``, ``shadow_latency_ms`` and ``shadow_error``, so the analysis compares both
-        models on the same entities, at the same time (at weight 100 the champion serves nothing to time
-        otherwise, nor to take its error rate on).
+        ``shadow_prediction``, ``shadow_latency_ms`` and ``shadow_error`` (typed as their served
+        columns), so the analysis compares both models on the same entities, at the same time (at weight
+        100 the champion serves nothing to time otherwise, nor to take its error rate on).
     :return: the prediction log: entity, ``keep_columns``, then :data:`LOG_COLUMNS` (and the shadow
         columns).
     """
     import numpy as np
     import pandas as pd
 
+    task_type = _task(task_type)
     if entity_column not in frame.columns:
         raise ConfigurationError(
             f"Scoring input lacks the entity column {entity_column!r}; it has {sorted(frame.columns)}."
         )
     if CHAMPION not in models:
         raise ConfigurationError("Scoring needs a champion model: set the 'champion' alias first.")
-    keep = [entity_column, *[c for c in keep_columns or [] if c in frame.columns and c != entity_column]]
+    keep = list(dict.fromkeys([entity_column, *[c for c in keep_columns or [] if c in frame.columns]]))
     features = feature_columns or [c for c in frame.columns if c not in keep]
     missing = [c for c in features if c not in frame.columns]
     if missing:
@@ -160,7 +177,7 @@ def score(
         if subset.empty:
             continue
         version, model = models[variant]
-        part = _score_variant(subset, model, features, request_rows)
+        part = _score_variant(subset, model, features, request_rows, task_type)
         part.insert(0, "variant", variant)
         part.insert(1, "model_version", str(version))
         if log is not None:
@@ -174,14 +191,12 @@ def score(
             )
         if shadow:
             shadowed = (
-                _score_variant(subset, models[CHAMPION][1], features, request_rows)
+                _score_variant(subset, models[CHAMPION][1], features, request_rows, task_type)
                 if variant == CANARY
-                else None
+                else _unscored(len(subset), task_type)
             )
-            part["shadow_probability"] = shadowed["probability"] if shadowed is not None else np.nan
-            part["shadow_prediction"] = shadowed["prediction"] if shadowed is not None else pd.NA
-            part["shadow_latency_ms"] = shadowed["latency_ms"] if shadowed is not None else np.nan
-            part["shadow_error"] = shadowed["error"] if shadowed is not None else None
+            for column in ("probability", "prediction", "latency_ms", "error"):
+                part[f"shadow_{column}"] = shadowed[column]  # both indexed 0..n-1
         parts.append(pd.concat([subset[keep].reset_index(drop=True), part.reset_index(drop=True)], axis=1))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keep, *LOG_COLUMNS])
     result["canary_weight"] = float(weight if CANARY in models else 0)
@@ -189,37 +204,81 @@ def score(
     return result
 
 
-def _score_variant(subset: pd.DataFrame, model: Any, features: list[str], request_rows: int) -> pd.DataFrame:
+def _task(task_type: str) -> str:
+    """``task_type`` when it is a known task, else a ConfigurationError naming the known ones."""
+    try:
+        return tasks.check_task_type(task_type)
+    except ValueError as err:
+        raise ConfigurationError(str(err)) from None
+
+
+class ContractViolation(Exception):
+    """A model's output breaks its task's contract (:func:`mlops_provider.ml.tasks.contract_violation`);
+    recorded as the request's error, like any other failed request."""
+
+
+def _unscored(n: int, task_type: str) -> pd.DataFrame:
+    """``n`` rows of a variant's columns with nothing scored: the types of :func:`_score_variant`."""
     import numpy as np
     import pandas as pd
 
-    n = len(subset)
-    probability = np.full(n, np.nan)
-    prediction = np.full(n, -1, dtype=np.int64)
-    latency = np.zeros(n)
-    error = np.full(n, None, dtype=object)
+    if task_type == tasks.BINARY:  # nullable integers: 0/1, missing where nothing was scored
+        prediction: Any = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), mask=np.ones(n, dtype=bool))
+    elif task_type == tasks.MULTICLASS:
+        prediction = np.full(n, None, dtype=object)
+    else:
+        prediction = np.full(n, np.nan)
+    return pd.DataFrame(
+        {
+            "probability": np.full(n, np.nan),
+            "prediction": prediction,
+            "latency_ms": np.full(n, np.nan),
+            "error": np.full(n, None, dtype=object),
+        }
+    )
+
+
+def _score_variant(
+    subset: pd.DataFrame, model: Any, features: list[str], request_rows: int, task_type: str
+) -> pd.DataFrame:
+    import numpy as np
+
+    frame = _unscored(len(subset), task_type)
+    probability, latency = frame["probability"].to_numpy(copy=True), np.zeros(len(subset))
+    prediction, error = frame["prediction"].array.copy(), frame["error"].to_numpy(copy=True)
     # Warm up on one row, untimed, as a server does before it takes traffic (lazy imports, caches); an
     # error is not lost: the timed requests below record it.
     with contextlib.suppress(Exception):
         model.predict(subset.iloc[:1][features])
-    for start in range(0, n, request_rows):
-        stop = min(start + request_rows, n)
+    for start in range(0, len(subset), request_rows):
+        stop = min(start + request_rows, len(subset))
         began = time.perf_counter()
         try:
-            out = model.predict(subset.iloc[start:stop][features])
-            probability[start:stop] = np.asarray(out["probability"], dtype=float)
-            prediction[start:stop] = np.asarray(out["prediction"]).astype(np.int64)
+            got = _predictions(model, subset.iloc[start:stop][features], task_type)
+            probability[start:stop], prediction[start:stop] = got
         except Exception as err:  # a failing request is data for the analysis, not a task failure
             error[start:stop] = error_text(err)
         latency[start:stop] = (time.perf_counter() - began) * 1000
-    return pd.DataFrame(
-        {
-            "probability": probability,
-            "prediction": pd.arrays.IntegerArray(prediction, mask=prediction < 0),  # -1: no prediction
-            "latency_ms": latency,
-            "error": error,
-        }
-    )
+    return frame.assign(probability=probability, prediction=prediction, latency_ms=latency, error=error)
+
+
+def _predictions(model: Any, rows: pd.DataFrame, task_type: str) -> tuple[Any, Any]:
+    """``(probability, prediction)`` arrays of one request, typed for the log; a ContractViolation
+    when the output breaks the task's contract."""
+    import numpy as np
+
+    out = tasks.output_frame(task_type, model.predict(rows), index=rows.index)
+    violation = tasks.contract_violation(task_type, getattr(out, "columns", ()))
+    if violation:
+        raise ContractViolation(violation)
+    if len(out) != len(rows):
+        raise ContractViolation(f"predict() returned {len(out)} row(s) for {len(rows)}")
+    if task_type == tasks.REGRESSION:
+        return np.full(len(rows), np.nan), np.asarray(out[tasks.PREDICTION], dtype=float)
+    probability = np.asarray(out[tasks.PROBABILITY], dtype=float)
+    if task_type == tasks.MULTICLASS:
+        return probability, np.asarray([str(v) for v in out[tasks.PREDICTION]], dtype=object)
+    return probability, np.asarray(out[tasks.PREDICTION]).astype(np.int64)
 
 
 def error_text(err: BaseException) -> str:
@@ -294,10 +353,30 @@ def population_stability(expected: Any, actual: Any, bins: int | None = None) ->
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def category_stability(expected: Any, actual: Any) -> float:
+    """PSI of ``actual`` against ``expected`` over their categories, compared as text (``3`` and ``"3"``
+    are one): each category's share of each sample, a share of 0 smoothed as in
+    :func:`population_stability`. Missing values are left out."""
+    import numpy as np
+    import pandas as pd
+
+    expected, actual = (
+        pd.Series(np.asarray(v, dtype=object)).dropna().astype(str) for v in (expected, actual)
+    )
+    if expected.empty or actual.empty:
+        return float("nan")
+    shares = pd.concat(
+        [expected.value_counts(normalize=True), actual.value_counts(normalize=True)], axis=1
+    ).fillna(0.0)
+    e, a = (np.clip(shares.iloc[:, i].to_numpy(dtype=float), 1e-4, None) for i in (0, 1))
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
 def analyse(
     log_frame: pd.DataFrame,
     label_column: str | None = None,
     *,
+    task_type: str = tasks.BINARY,
     min_samples: int = MIN_SAMPLES,
     min_positives: int = MIN_POSITIVES,
 ) -> dict[str, tuple[float | None, float | None]]:
@@ -307,12 +386,25 @@ def analyse(
     (weight 100), its shadow requests for the canary's rows stand in. With shadow columns, the
     prediction shift (PSI) and quality compare both models on the canary's own rows (a paired
     comparison: two equal models differ by exactly 0); without them, on the rows each variant served.
-    ``prediction_psi`` is the canary's distribution against the champion's (champion side 0). Quality
-    needs ``label_column`` and ``min_samples`` labelled rows (AUC on a few dozen rows swings by ±0.1);
-    ``roc_auc`` also needs ``min_positives`` positive labels and at least one negative. Else it is None.
+    ``prediction_psi`` is the canary's distribution against the champion's (champion side 0): of
+    ``probability`` (binary), of ``prediction`` (regression), of the predicted classes' frequencies
+    (multiclass, :func:`category_stability`).
+
+    Per ``task_type`` (the other metrics stay None):
+
+    - ``binary``: ``mean_probability``, ``roc_auc``, ``accuracy``;
+    - ``multiclass``: ``mean_probability`` (of the predicted class), ``accuracy``, ``macro_f1``, labels
+      and predictions compared as text (``3`` and ``"3"`` are one class);
+    - ``regression``: ``mean_prediction``, ``rmse``, ``mae``.
+
+    Quality (all but the means) needs ``label_column`` and ``min_samples`` labelled rows (AUC on a few
+    dozen rows swings by ±0.1), else it is None. ``roc_auc`` also needs ``min_positives`` positive labels
+    and at least one negative; ``min_positives`` applies to nothing else (a multiclass poll needs no
+    count per class: ``macro_f1`` counts a class the slice lacks as the model's miss, if it predicts it).
     """
     import pandas as pd
 
+    task_type = _task(task_type)
     values: dict[str, list[float | None]] = {m: [None, None] for m in BATCH_METRICS}
     served = {v: log_frame[log_frame["variant"] == v] for v in (CANARY, CHAMPION)}
     for i, variant in enumerate((CANARY, CHAMPION)):
@@ -335,12 +427,13 @@ def analyse(
     if canary.empty:
         return {k: (v[0], v[1]) for k, v in values.items()}
     canary_ok = canary[canary["error"].isna()]
-    if "shadow_probability" in log_frame.columns:
-        paired = canary_ok[canary_ok["shadow_probability"].notna()]
+    if "shadow_error" in log_frame.columns:
+        paired = canary_ok[canary_ok["shadow_error"].isna()]
         champion = pd.DataFrame(
             {"probability": paired["shadow_probability"], "prediction": paired["shadow_prediction"]}
         )
-        champion[label_column or "_"] = paired.get(label_column)
+        if label_column and label_column in paired.columns:
+            champion[label_column] = paired[label_column]
         canary_ok = paired
     else:
         champion = served[CHAMPION][served[CHAMPION]["error"].isna()]
@@ -348,32 +441,53 @@ def analyse(
         # Nothing but errors: as far from the champion as it gets (finite, so it serialises as JSON).
         values["prediction_psi"] = [PSI_CAP, 0.0]
     elif not champion.empty:
-        values["prediction_psi"] = [
-            population_stability(champion["probability"], canary_ok["probability"]),
-            0.0,
-        ]
+        values["prediction_psi"] = [_prediction_psi(task_type, champion, canary_ok), 0.0]
     for i, rows in enumerate((canary_ok, champion)):
-        if not rows.empty:
-            values["mean_probability"][i] = float(rows["probability"].mean())
-        quality = _quality(rows, label_column, min_samples, min_positives)
-        values["roc_auc"][i], values["accuracy"][i] = quality
+        if rows.empty:
+            continue
+        mean = "mean_prediction" if task_type == tasks.REGRESSION else "mean_probability"
+        column = tasks.PREDICTION if task_type == tasks.REGRESSION else tasks.PROBABILITY
+        values[mean][i] = float(rows[column].astype(float).mean())
+        for metric, value in _quality(rows, label_column, task_type, min_samples, min_positives).items():
+            values[metric][i] = value
     return {k: (v[0], v[1]) for k, v in values.items()}
 
 
+def _prediction_psi(task_type: str, champion: pd.DataFrame, canary: pd.DataFrame) -> float:
+    if task_type == tasks.MULTICLASS:
+        return category_stability(champion[tasks.PREDICTION], canary[tasks.PREDICTION])
+    column = tasks.PROBABILITY if task_type == tasks.BINARY else tasks.PREDICTION
+    return population_stability(champion[column].astype(float), canary[column].astype(float))
+
+
 def _quality(
-    rows: pd.DataFrame, label_column: str | None, min_samples: int, min_positives: int
-) -> tuple[float | None, float | None]:
-    """``(roc_auc, accuracy)`` of ``rows``; None where the labelled rows are too few to judge."""
+    rows: pd.DataFrame, label_column: str | None, task_type: str, min_samples: int, min_positives: int
+) -> dict[str, float | None]:
+    """The quality metrics of ``task_type`` on the labelled ``rows``; ``{}`` where they are too few."""
+    import numpy as np
     from sklearn import metrics as skm
 
     if not label_column or label_column not in rows.columns:
-        return None, None
+        return {}
     labelled = rows[rows[label_column].notna()]
+    if len(labelled) < min_samples:
+        return {}
+    if task_type == tasks.REGRESSION:
+        residuals = labelled[tasks.PREDICTION].to_numpy(dtype=float) - labelled[label_column].to_numpy(
+            dtype=float
+        )
+        return {"rmse": float(np.sqrt(np.mean(residuals**2))), "mae": float(np.mean(np.abs(residuals)))}
+    if task_type == tasks.MULTICLASS:
+        labels, predictions = tasks.encode_classes(labelled[label_column], labelled[tasks.PREDICTION])
+        return {
+            "accuracy": float(np.mean(labels == predictions)),
+            "macro_f1": float(skm.f1_score(labels, predictions, average="macro", zero_division=0)),
+        }
     labels = labelled[label_column].astype(int).to_numpy()
-    if len(labels) < min_samples:
-        return None, None
-    accuracy = float(skm.accuracy_score(labels, labelled["prediction"].astype(int)))
+    quality: dict[str, float | None] = {
+        "accuracy": float(skm.accuracy_score(labels, labelled[tasks.PREDICTION].astype(int)))
+    }
     positives = int((labels == 1).sum())
-    if positives < max(min_positives, 1) or positives == len(labels):  # AUC needs both classes
-        return None, accuracy
-    return float(skm.roc_auc_score(labels, labelled["probability"])), accuracy
+    if positives >= max(min_positives, 1) and positives < len(labels):  # AUC needs both classes
+        quality["roc_auc"] = float(skm.roc_auc_score(labels, labelled[tasks.PROBABILITY]))
+    return quality

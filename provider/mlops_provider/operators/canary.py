@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from mlops_provider.constants import CANARY, CHALLENGER, CHAMPION
+from mlops_provider.constants import CANARY, CHALLENGER, CHAMPION, TASK_TYPE_TAG
 from mlops_provider.exceptions import ConfigurationError
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.utils.canary import CANARY_FIELDS, CanaryTask
@@ -55,6 +55,11 @@ class CanaryDeployOperator(CanaryTask):
           ``mlops.eval_set_uri`` tag; without that tag the start fails before any traffic moves): a
           parquet file, directory or local glob (newest match) of labelled rows neither model trained on;
         - ``label_column`` (default None: no quality checks): the label of the replayed rows;
+        - ``task_type`` (default None: the version's ``mlops.task_type`` tag, ``binary`` when it has
+          none): ``binary``, ``multiclass`` or ``regression``, how the models' outputs are read and which
+          quality metrics judge them; a champion tagged with another task is refused;
+        - ``timestamp_column`` (default None: none kept): a column of the traffic copied to the
+          prediction logs unscored, not fed to the models;
         - ``request_rows`` (default 256): rows per model request.
 
         ``kserve``:
@@ -68,7 +73,8 @@ class CanaryDeployOperator(CanaryTask):
           ``mlflow``, ``protocol_version`` ``v2``, ``service_account_name``, ``resources``, ``labels``,
           ``annotations``).
     :param strategy: the rollout strategy as a dict (see :class:`~mlops_provider.canary.CanaryStrategy`;
-        ``min_samples`` and ``min_positives`` set the evidence a quality check needs).
+        ``min_samples`` and ``min_positives`` set the evidence a quality check needs; the default checks
+        judge each task on its own quality metric: ``roc_auc``, ``macro_f1`` or ``rmse``).
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"name", "version", "status", "step", "weight", "reason"}``.
     """
@@ -159,13 +165,24 @@ class BatchScoreOperator(BaseOperator):
     :param features_uri: parquet file (or local glob: the newest match) of rows to score.
     :param output_uri: where the prediction log goes (local or s3://).
     :param entity_column: the entity key (required: the feature service's join key), which rows are routed on.
-    :param keep_columns: columns copied to the log unscored (e.g. event_timestamp, a label).
+    :param keep_columns: columns copied to the log unscored, not fed to the models (e.g. the rows'
+        timestamp, a label); default None: none but the entity, every other column is a feature.
+    :param task_type: ``binary``, ``multiclass`` or ``regression``: how the models' outputs are read into
+        the log's ``probability`` and ``prediction`` (see :func:`mlops_provider.ml.scoring.score`); default
+        None: the champion version's ``mlops.task_type`` tag, ``binary`` when it has none.
     :param request_rows: rows per model request.
     :param mlflow_conn_id: the MLflow connection.
-    :return: ``{"output_uri", "rows", "champion", "canary", "weight", "errors"}``.
+    :return: ``{"output_uri", "rows", "champion", "canary", "weight", "task_type", "errors"}``.
     """
 
-    template_fields = ("name", "features_uri", "output_uri", "entity_column", "mlflow_conn_id")
+    template_fields = (
+        "name",
+        "features_uri",
+        "output_uri",
+        "entity_column",
+        "model_task_type",
+        "mlflow_conn_id",
+    )
 
     def __init__(
         self,
@@ -175,6 +192,7 @@ class BatchScoreOperator(BaseOperator):
         output_uri: str,
         entity_column: str,
         keep_columns: list[str] | None = None,
+        task_type: str | None = None,
         request_rows: int = 256,
         mlflow_conn_id: str = MLflowHook.default_conn_name,
         **kwargs: Any,
@@ -184,29 +202,37 @@ class BatchScoreOperator(BaseOperator):
         self.features_uri = features_uri
         self.output_uri = output_uri
         self.entity_column = entity_column
-        self.keep_columns = keep_columns if keep_columns is not None else ["event_timestamp"]
+        self.keep_columns = list(keep_columns or [])
+        # BaseOperator owns ``task_type`` (the operator's class name), so the model's lives here.
+        self.model_task_type = task_type
         self.request_rows = request_rows
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_provider.canary import CanaryController, CanaryStrategy
-        from mlops_provider.ml import scoring
+        from mlops_provider.ml import scoring, tasks
         from mlops_provider.ml.io import newest_match, read_parquet
 
         hook = MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
         with hook.session() as client:
             split = CanaryController(client, self.name, CanaryStrategy()).split()
-        if split["champion"] is None:
-            raise ConfigurationError(
-                f"{self.name!r} has no 'champion' alias: nothing to score with. Run the canary rollout "
-                "(or set the alias) first."
-            )
+            if split["champion"] is None:
+                raise ConfigurationError(
+                    f"{self.name!r} has no 'champion' alias: nothing to score with. Run the canary rollout "
+                    "(or set the alias) first."
+                )
+            tags = client.get_model_version(self.name, split["champion"]).tags or {}
+        try:
+            task_type = tasks.check_task_type(self.model_task_type or tags.get(TASK_TYPE_TAG) or tasks.BINARY)
+        except ValueError as err:  # a typo in task_type, or a bad tag on the champion
+            raise ConfigurationError(f"Batch scoring of {self.name!r} v{split['champion']}: {err}") from None
         resolved = newest_match(self.features_uri)
         frame = read_parquet(resolved, "Features to score")
         self.log.info(
-            "Scoring %d row(s) of %s: champion v%s%s.",
+            "Scoring %d row(s) of %s with the %s models: champion v%s%s.",
             len(frame),
             resolved,
+            task_type,
             split["champion"],
             f", canary v{split['canary']} at {split['weight']}%" if split["canary"] else "",
         )
@@ -219,6 +245,7 @@ class BatchScoreOperator(BaseOperator):
             entity_column=self.entity_column,
             weight=split["weight"],
             salt=self.name,
+            task_type=task_type,
             keep_columns=self.keep_columns,
             request_rows=self.request_rows,
             log=self.log,
@@ -230,5 +257,6 @@ class BatchScoreOperator(BaseOperator):
             "champion": split["champion"],
             "canary": split["canary"],
             "weight": split["weight"],
+            "task_type": task_type,
             "errors": int(predictions["error"].notna().sum()),
         }

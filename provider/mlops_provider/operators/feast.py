@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, BaseOperator, Context
 
 from mlops_provider.assets import training_set_asset
+from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADATA
 from mlops_provider.exceptions import ConfigurationError, DataNotFound, EmptyPartition
-from mlops_provider.hooks.feast import FeastHook, parse_instant
+from mlops_provider.hooks.feast import FEAST_ENTITY_TIMESTAMP, FeastHook, parse_instant
 from mlops_provider.ml.io import write_atomically
 
 if TYPE_CHECKING:
@@ -224,15 +225,25 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
     :param feature_service: the feature service whose features to retrieve. (templated)
     :param entity_df: where the entity rows (keys, timestamps, labels) come from. (templated)
     :param output_uri: the parquet file to write, local path or ``s3://``; overwritten. (templated)
-    :param event_timestamp_column: the entity rows' timestamp column. (templated)
-    :param entity_columns: keep only these entity_df columns (plus the timestamp); all when None. (templated)
+    :param event_timestamp_column: the entity rows' timestamp column; None takes Feast's own rule: the
+        column named with Feast's reserved ``event_timestamp`` if there is one, else the entity_df's only
+        datetime column.
+        (templated)
+    :param entity_columns: keep only these entity_df columns (plus the timestamp and the feature
+        service's join keys); all when None. (templated)
     :param drop_missing_features: drop (and count) rows whose features are all null because the entity
         had no snapshot in time.
     :param entity_df_conn_id: a DB-API connection to run a SQL ``entity_df`` through. (templated)
     :param feast_conn_id: the Feast connection. (templated)
-    :return: ``{"uri", "rows", "columns", "dropped_rows", "fingerprint"}`` (``fingerprint`` is the
-        trainer's ``mlops.data_fingerprint`` of the file, for the skip-if-unchanged check); ``dropped_rows`` counts entity rows missing
-        from the training set, whether Feast's offline store or ``drop_missing_features`` removed them.
+    :return: ``{"uri", "rows", "columns", "dropped_rows", "fingerprint", "join_keys",
+        "timestamp_column"}`` (``fingerprint`` is the trainer's ``mlops.data_fingerprint`` of the file,
+        for the skip-if-unchanged check); ``dropped_rows`` counts entity rows missing from the training
+        set, whether Feast's offline store or ``drop_missing_features`` removed them.
+
+    The file records the feature service's join keys and the timestamp column in its parquet metadata
+    (:data:`~mlops_provider.constants.JOIN_KEYS_METADATA`, ``TIMESTAMP_COLUMN_METADATA``): the training
+    operators and the reference trainer read them from there when not told, so a key never becomes a
+    feature and no timestamp name is assumed.
     """
 
     template_fields: Sequence[str] = (
@@ -251,7 +262,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         feature_service: str,
         entity_df: str | list[str],
         output_uri: str,
-        event_timestamp_column: str = "event_timestamp",
+        event_timestamp_column: str | None = None,
         entity_columns: list[str] | None = None,
         drop_missing_features: bool = True,
         entity_df_conn_id: str | None = None,
@@ -276,9 +287,17 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         from airflow.sdk import ObjectStoragePath  # fsspec/upath: not on the DAG-parse path
 
         service = self.hook.get_feature_service(self.feature_service)
-        entities = self._load_entity_df()
-        training = self._retrieve(service, entities)
+        join_keys = self.hook.join_keys(service)
+        entities, ts = self._load_entity_df(join_keys)
+        training = self._retrieve(service, entities, ts)
         table = pa.Table.from_pandas(training, preserve_index=False)
+        table = table.replace_schema_metadata(
+            {
+                **(table.schema.metadata or {}),
+                JOIN_KEYS_METADATA: ",".join(join_keys),
+                TIMESTAMP_COLUMN_METADATA: ts,
+            }
+        )
         output = ObjectStoragePath(self.output_uri)
         write_atomically(output, lambda handle: pq.write_table(table, handle))
 
@@ -289,21 +308,39 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
             "columns": list(training.columns),
             "dropped_rows": dropped,
             "fingerprint": _training_set_fingerprint(self.output_uri, table),
+            "join_keys": join_keys,
+            "timestamp_column": ts,
         }
-        self.log.info("Wrote %d training rows (%d entity rows dropped) to %s", len(training), dropped, output)
+        self.log.info(
+            "Wrote %d training rows (%d entity rows dropped) to %s; keys %s, timestamp %r",
+            len(training),
+            dropped,
+            output,
+            join_keys,
+            ts,
+        )
+        extra: dict[str, Any] = {
+            "uri": self.output_uri,
+            "rows": len(training),
+            "join_keys": join_keys,
+            "timestamp_column": ts,
+        }
         for outlet in self.outlets:
             if isinstance(outlet, Asset):
-                context["outlet_events"][outlet].extra = {"uri": self.output_uri, "rows": len(training)}
+                context["outlet_events"][outlet].extra = extra
         return result
 
-    def _retrieve(self, service: Any, entities: pd.DataFrame) -> pd.DataFrame:
-        ts = self.event_timestamp_column
-        # Feast expects the entity timestamp under the name "event_timestamp"; restore the user's after.
-        renamed = entities.rename(columns={ts: "event_timestamp"}) if ts != "event_timestamp" else entities
+    def _retrieve(self, service: Any, entities: pd.DataFrame, ts: str) -> pd.DataFrame:
+        # Feast looks the entity timestamp up under its reserved name; restore the user's after.
+        renamed = (
+            entities.rename(columns={ts: FEAST_ENTITY_TIMESTAMP})
+            if ts != FEAST_ENTITY_TIMESTAMP
+            else entities
+        )
         job = self.hook.get_store().get_historical_features(entity_df=renamed, features=service)
         training = job.to_df()
-        if ts != "event_timestamp":
-            training = training.rename(columns={"event_timestamp": ts})
+        if ts != FEAST_ENTITY_TIMESTAMP:
+            training = training.rename(columns={FEAST_ENTITY_TIMESTAMP: ts})
         features = [f.name for projection in service.feature_view_projections for f in projection.features]
         missing = training[features].isna().all(axis=1)
         if missing.any():
@@ -323,34 +360,55 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
             .reset_index(drop=True)
         )
 
-    def _load_entity_df(self) -> pd.DataFrame:
+    def _load_entity_df(self, join_keys: list[str]) -> tuple[pd.DataFrame, str]:
+        """The entity rows and their timestamp column, checked against the service's join keys."""
         source = self._entity_files()
         if isinstance(source, str) and source.lower().startswith(SQL_PREFIXES):
             frame = self._query(source)
         else:
             frame = self._read_parquet(source)
-        ts = self.event_timestamp_column
+        ts = self.event_timestamp_column or self._infer_timestamp(frame)
+        absent = [key for key in join_keys if key not in frame.columns]
+        if absent:
+            raise ConfigurationError(
+                f"entity_df {self._describe()} lacks the join key(s) {absent} of feature service "
+                f"{self.feature_service!r}; its columns are {', '.join(map(str, frame.columns))}."
+            )
         if ts not in frame.columns:
             raise ConfigurationError(
                 f"entity_df {self._describe()} has no timestamp column {ts!r}; its columns are "
                 f"{', '.join(map(str, frame.columns))}. Set event_timestamp_column."
             )
-        if ts != "event_timestamp" and "event_timestamp" in frame.columns:
+        if ts != FEAST_ENTITY_TIMESTAMP and FEAST_ENTITY_TIMESTAMP in frame.columns:
             raise ConfigurationError(
-                f"entity_df {self._describe()} has both {ts!r} and 'event_timestamp'; Feast reads the latter, "
+                f"entity_df {self._describe()} has both {ts!r} and {FEAST_ENTITY_TIMESTAMP!r}; Feast reads the latter, "
                 "so list the columns to keep in entity_columns."
             )
         if self.entity_columns:
             unknown = sorted(set(self.entity_columns) - set(frame.columns))
             if unknown:
                 raise ConfigurationError(f"entity_columns {unknown} are not in entity_df {self._describe()}.")
-            frame = frame[[*dict.fromkeys([*self.entity_columns, ts])]]
+            frame = frame[[*dict.fromkeys([*join_keys, *self.entity_columns, ts])]]
         if frame.empty:
             raise EmptyPartition(
                 f"entity_df {self._describe()} has no rows, so there is no training set for "
                 f"{self.feature_service!r}; check that its labels have landed."
             )
-        return frame
+        return frame, ts
+
+    def _infer_timestamp(self, frame: pd.DataFrame) -> str:
+        """Feast's rule for an entity dataframe: its reserved name, else its only datetime column."""
+        import pandas as pd
+
+        if FEAST_ENTITY_TIMESTAMP in frame.columns:
+            return FEAST_ENTITY_TIMESTAMP
+        stamps = [str(c) for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+        if len(stamps) == 1:
+            return stamps[0]
+        raise ConfigurationError(
+            f"entity_df {self._describe()} has {len(stamps)} datetime columns ({', '.join(stamps) or 'none'}); "
+            "set event_timestamp_column to the one the features are looked up at."
+        )
 
     def _entity_files(self) -> str | list[str]:
         """The SQL text or path/glob as given, or the list of files (also from its JSON text)."""
@@ -409,10 +467,11 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         import pandas as pd
 
         frame = self._sql_hook().get_df(sql, df_type="pandas")
-        ts = self.event_timestamp_column
-        if ts in frame.columns and not isinstance(frame[ts].dtype, pd.DatetimeTZDtype):
-            # DB-API drivers such as sqlite3 return timestamps as text; Feast needs datetimes.
-            frame[ts] = pd.to_datetime(frame[ts], utc=True)
+        # DB-API drivers such as sqlite3 return timestamps as text; Feast needs datetimes. Without a
+        # named column, Feast's default name is the only one that can be recognised in text.
+        column = self.event_timestamp_column or FEAST_ENTITY_TIMESTAMP
+        if column in frame.columns and not isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
 
     def _sql_hook(self) -> Any:

@@ -59,7 +59,11 @@ class GPUTrainingOperator(KubernetesPodOperator):
     :param training_set_uri: parquet training set, usually ``s3://...``. (templated)
     :param evaluation_set_uri: optional held-out parquet set scored by the kept model (``eval_*``
         metrics), never fitted or early-stopped on; None or empty for none. (templated)
-    :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
+    :param label_column: the label column (``label`` is taken by BaseOperator). (templated)
+    :param task_type: ``binary``, ``multiclass`` or ``regression`` (:mod:`mlops_provider.ml.tasks`). (templated)
+    :param timestamp_column: the rows' event-time column; None: the trainer reads it from the training
+        set's metadata. (templated)
+    :param feature_columns: the exact feature columns; None: every other column. (templated)
     :param hyperparameters: merged over the trainer's defaults. (templated)
     :param experiment: MLflow experiment name. (templated)
     :param id_columns: entity keys and other bookkeeping columns that are not features; default none.
@@ -94,6 +98,9 @@ class GPUTrainingOperator(KubernetesPodOperator):
         "hyperparameters",
         "experiment",
         "id_columns",
+        "model_task_type",
+        "timestamp_column",
+        "feature_columns",
         "command",
         "mlflow_conn_id",
         "tracking_uri",
@@ -108,6 +115,9 @@ class GPUTrainingOperator(KubernetesPodOperator):
         hyperparameters: dict[str, Any] | None = None,
         id_columns: list[str] | str | None = None,
         evaluation_set_uri: str | None = None,
+        task_type: str = "binary",
+        timestamp_column: str | None = None,
+        feature_columns: list[str] | str | None = None,
         image: str = DEFAULT_IMAGE,
         command: list[str] | str | None = None,
         gpus: int = 1,
@@ -181,6 +191,9 @@ class GPUTrainingOperator(KubernetesPodOperator):
         self.experiment = experiment
         self.id_columns = id_columns
         self.evaluation_set_uri = evaluation_set_uri
+        self.model_task_type = task_type
+        self.timestamp_column = timestamp_column
+        self.feature_columns = feature_columns
         self.gpus = gpus
         self.command = command
         self.mlflow_conn_id = mlflow_conn_id
@@ -197,6 +210,9 @@ class GPUTrainingOperator(KubernetesPodOperator):
             hyperparameters=self.hyperparameters,
             id_columns=self.id_columns,
             evaluation_set_uri=self.evaluation_set_uri,
+            task_type=self.model_task_type,
+            timestamp_column=self.timestamp_column,
+            feature_columns=self.feature_columns,
         )
         entrypoint = entrypoint_argv(self.command) or ["python", *REFERENCE_TRAINER]
         self.cmds, self.arguments = entrypoint[:1], [*entrypoint[1:], *contract]

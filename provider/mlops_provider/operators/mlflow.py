@@ -38,10 +38,12 @@ from mlops_provider.constants import (
     GATE_REASON_TAG,
     GATE_RESULT_TAG,
     GATE_RUN_ID_TAG,
+    GATE_TASK_TYPE_TAG,
     GATE_THRESHOLDS_TAG,
     MLFLOW_RUN_ID_TAG,
     SOURCE_TAG,
     TAG_PREFIX,
+    TASK_TYPE_TAG,
 )
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
 from mlops_provider.hooks.mlflow import MLflowHook
@@ -56,7 +58,29 @@ from mlops_provider.hooks.mlflow_client import (
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
 from mlops_provider.ml.io import read_parquet
 from mlops_provider.ml.lineage import frame_fingerprint
-from mlops_provider.ml.stats import METRICS, Comparison, GateSettings, compare, decide, evidence_shortfall
+from mlops_provider.ml.stats import (
+    PROBABILITY_METRICS,
+    Comparison,
+    GateSettings,
+    compare,
+    count_positives,
+    decide,
+    evidence_shortfall,
+    true_class_log_losses,
+)
+from mlops_provider.ml.tasks import (
+    BINARY,
+    DEFAULT_PRIMARY_METRIC,
+    GATE_METRICS,
+    MULTICLASS,
+    PREDICTION,
+    PROBABILITY,
+    REGRESSION,
+    check_task_type,
+    contract_violation,
+    output_frame,
+    true_class_probability,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,8 +88,11 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-# greater_is_better of every metric the gate computes; thresholds and primary_metric may name only these.
-GATE_METRICS = {metric: greater_is_better for metric, (greater_is_better, _) in METRICS.items()}
+# Every metric some task type judges (ml.tasks.GATE_METRICS): a name outside it is a typo.
+_KNOWN_METRICS = sorted({metric for metrics in GATE_METRICS.values() for metric in metrics})
+# The gate's non-inferiority margin for binary and multiclass metrics (rates, AUC, log loss); regression
+# metrics are in the target's units, so regression has no default.
+DEFAULT_TOLERANCE = 0.005
 _THRESHOLD_KEYS = {"threshold", "min_absolute_change", "min_relative_change", "greater_is_better"}
 
 
@@ -358,11 +385,13 @@ class MLflowFindModelVersionOperator(_MLflowOperator):
         }
 
 
-def _check_thresholds(thresholds: dict[str, dict[str, Any]]) -> None:
+def _check_threshold_specs(thresholds: dict[str, dict[str, Any]]) -> None:
+    """Refuse a metric no task type knows (a typo) and unknown keys; the task's own metrics are checked
+    at execute, where the task type may come from the version's tag."""
     for metric, spec in thresholds.items():
-        if metric not in GATE_METRICS:
+        if metric not in _KNOWN_METRICS:
             raise ConfigurationError(
-                f"Gate threshold on unknown metric {metric!r}; use one of {sorted(GATE_METRICS)}."
+                f"Gate threshold on unknown metric {metric!r}; use one of {_KNOWN_METRICS}."
             )
         if unknown := set(spec) - _THRESHOLD_KEYS:
             raise ConfigurationError(f"Gate threshold for {metric!r} has unknown keys {sorted(unknown)}.")
@@ -396,42 +425,61 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     better) gets a confidence interval, by DeLong's test for ``roc_auc`` and a paired bootstrap over rows
     otherwise. The candidate **passes** when the interval's lower bound is above ``-tolerance``
     (non-inferior), or above 0 with ``require_improvement``; else it **fails**. Fewer than
-    ``min_samples`` labelled rows or ``min_positives`` positives is ``insufficient_evidence``, never a
-    promotion. ``thresholds`` adds absolute bounds on the candidate (e.g. a minimum ``roc_auc``); without
-    a champion only they apply, after the same minimum evidence.
+    ``min_samples`` labelled rows (or, binary: ``min_positives`` rows with label 1; multiclass:
+    ``min_positives`` rows of the rarest class) is ``insufficient_evidence``, never a promotion.
+    ``thresholds`` adds absolute bounds on the candidate (e.g. a minimum ``roc_auc``); without a champion
+    only they apply, after the same minimum evidence.
+
+    Task types (:mod:`mlops_provider.ml.tasks`), their metrics and defaults:
+
+    - ``binary``: roc_auc, log_loss, accuracy, f1, precision, recall; primary metric ``roc_auc``,
+      tolerance 0.005.
+    - ``multiclass``: accuracy, macro_f1, log_loss (of the probability given to the true class); primary
+      metric ``log_loss``, tolerance 0.005.
+    - ``regression``: rmse, mae, r2; primary metric ``rmse``; no default tolerance: it is in the
+      target's units, so set it (and the thresholds) yourself.
 
     On pass the ``challenger`` alias moves to the candidate. On fail or insufficient evidence aliases
     stay, the version is tagged with the decision, the reason and the evidence (``mlops.gate.n``,
     ``ci_low``, ``ci_high``, ...), and (with ``short_circuit_on_fail``) all downstream tasks are skipped
-    while this task succeeds with the decision as its XCom.
+    while this task succeeds with the decision as its XCom. The version also gets ``mlops.task_type``
+    when it has none.
 
-    Models must follow the contract ``pyfunc.predict(features)`` -> DataFrame with ``probability``
-    (P(label=1)) and ``prediction`` (0/1).
+    Models must follow the output contract of their task (:mod:`mlops_provider.ml.tasks`):
+    ``pyfunc.predict(features)`` returns a DataFrame with ``probability`` (P(label=1)) and ``prediction``
+    (0/1) for binary; ``prediction`` (the class), ``probability`` and one ``probability_<class>`` column
+    per class for multiclass; ``prediction`` (or a plain 1-D array of predictions) for regression.
 
     :param name: registered model name.
     :param version: candidate version.
     :param eval_data_uri: held-out parquet file or directory (local or ``s3://``) with the label column.
-    :param label: the label column of the held-out data (0/1); required, the provider assumes no dataset.
-    :param thresholds: absolute bounds on the candidate: metric -> ``{"threshold", "greater_is_better"}``;
-        metrics: roc_auc, accuracy, f1, precision, recall, log_loss. ``min_absolute_change`` and
-        ``min_relative_change`` are accepted for compatibility and ignored (logged): the champion
-        comparison uses the confidence interval instead.
-    :param primary_metric: the metric the champion comparison is decided on.
-    :param tolerance: non-inferiority margin in ``primary_metric``'s units (0.005 AUC by default).
+    :param label: the label column of the held-out data (0/1, the class, or the number); required, the
+        provider assumes no dataset.
+    :param task_type: ``binary``, ``multiclass`` or ``regression``; default: the candidate version's
+        ``mlops.task_type`` tag (the reference trainer sets it), else ``binary`` (logged).
+    :param thresholds: absolute bounds on the candidate: metric -> ``{"threshold", "greater_is_better"}``,
+        on the task's metrics (above). ``min_absolute_change`` and ``min_relative_change`` are accepted
+        for compatibility and ignored (logged): the champion comparison uses the confidence interval.
+    :param primary_metric: the metric the champion comparison is decided on; default per task (above).
+    :param tolerance: non-inferiority margin in ``primary_metric``'s units; default 0.005 for binary and
+        multiclass, required for regression.
     :param confidence: two-sided confidence of the interval (the one-sided error rate is half the rest).
     :param require_improvement: pass only when the candidate is shown better (lower bound above 0).
     :param min_samples: labelled held-out rows needed to decide.
-    :param min_positives: held-out rows with label 1 needed to decide.
+    :param min_positives: held-out rows with label 1 (binary) or of the rarest class (multiclass) needed
+        to decide; regression ignores it.
     :param champion_alias: alias of the model in production.
     :param challenger_alias: alias set on the candidate when it passes.
     :param experiment: MLflow experiment that receives one gate run per evaluation.
-    :param feature_columns: columns passed to the models; default every column except the label.
+    :param feature_columns: columns passed to the models; default every column except the label, less
+        the columns a model's signature does not take (entity keys, timestamps) when it has a signature.
     :param short_circuit_on_fail: skip downstream tasks when the gate does not pass.
     :param mlflow_conn_id: the MLflow connection.
     :return: ``{"decision": "pass"|"fail"|"insufficient_evidence", "reasons", "name", "version",
-        "candidate": {metrics}, "champion": {"version", metrics...} | None, "n", "positives",
-        "comparison": {"metric", "candidate", "champion", "difference", "ci_low", "ci_high",
-        "confidence", "p_value", "method", ...} | None, "settings": {...}, "gate_run_id",
+        "task_type", "candidate": {metrics}, "champion": {"version", metrics...} | None, "n", "positives"
+        (label-1 rows, rows of the rarest class, or n for regression), "comparison": {"metric",
+        "candidate", "champion", "difference", "ci_low", "ci_high", "confidence", "p_value", "method",
+        ...} | None, "settings": {"task_type", "primary_metric", "tolerance", ...}, "gate_run_id",
         "eval_fingerprint", "reused"}``.
     """
 
@@ -440,6 +488,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         "version",
         "eval_data_uri",
         "label_column",
+        "model_task_type",
         "primary_metric",
         "champion_alias",
         "challenger_alias",
@@ -449,6 +498,10 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     )
     operator_extra_links = (MLflowRunLink(), MLflowModelVersionLink())
     inherits_from_skipmixin = True
+    # Resolved by execute() from task_type (or the version's tag), primary_metric and tolerance.
+    _task: str
+    _metric: str
+    settings: GateSettings
 
     def __init__(
         self,
@@ -457,9 +510,10 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         version: str | int,
         eval_data_uri: str,
         label: str,
+        task_type: str | None = None,
         thresholds: dict[str, dict[str, Any]] | None = None,
-        primary_metric: str = "roc_auc",
-        tolerance: float = 0.005,
+        primary_metric: str | None = None,
+        tolerance: float | None = None,
         confidence: float = 0.95,
         require_improvement: bool = False,
         min_samples: int = 500,
@@ -473,15 +527,23 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     ) -> None:
         super().__init__(**kwargs)
         thresholds = thresholds or {}
-        _check_thresholds(thresholds)
-        self.settings = _settings(tolerance, confidence, require_improvement, min_samples, min_positives)
+        _check_threshold_specs(thresholds)
+        # Refuse nonsense now; the tolerance's default depends on the task type, known at execute.
+        _settings(tolerance or 0.0, confidence, require_improvement, min_samples, min_positives)
         self.name = name
         self.version = version
         self.eval_data_uri = eval_data_uri
+        # BaseOperator owns ``task_type`` (the operator's class name), so the model's lives here.
+        self.model_task_type = task_type
         self.thresholds = thresholds
         # BaseOperator owns ``label`` (the task's display label), so the column lives in ``label_column``.
         self.label_column = label
         self.primary_metric = primary_metric
+        self.tolerance = tolerance
+        self.confidence = confidence
+        self.require_improvement = require_improvement
+        self.min_samples = min_samples
+        self.min_positives = min_positives
         self.champion_alias = champion_alias
         self.challenger_alias = challenger_alias
         self.experiment = experiment
@@ -489,16 +551,19 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         self.short_circuit_on_fail = short_circuit_on_fail
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.primary_metric not in GATE_METRICS:
+        if self.primary_metric and self.primary_metric not in _KNOWN_METRICS:
             raise ConfigurationError(
-                f"Gate primary_metric {self.primary_metric!r} is unknown; use one of {sorted(GATE_METRICS)}."
+                f"Gate primary_metric {self.primary_metric!r} is unknown; use one of {_KNOWN_METRICS}."
             )
         version = str(self.version)
-        data = self._load_eval_data()
-        fingerprint = frame_fingerprint(data)
+        if self.model_task_type:
+            self._task_type(version, {})  # an unknown task type fails before any I/O
         with self.hook.session() as client:
             # An unknown version fails here, named by MLflow.
             previous_tags = client.get_model_version(self.name, version).tags or {}
+            self._configure(version, previous_tags)
+            data = self._load_eval_data()
+            fingerprint = frame_fingerprint(data)
             champion = alias_version(client, self.name, self.champion_alias)
             if champion == version:
                 self.log.info(
@@ -526,6 +591,64 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             self._short_circuit(context, result)
         return result
 
+    def _configure(self, version: str, tags: dict[str, str]) -> None:
+        """Resolve the task type, the primary metric and the tolerance; check the thresholds' metrics."""
+        task = self._task_type(version, tags)
+        metrics = GATE_METRICS[task]
+        metric = self.primary_metric or DEFAULT_PRIMARY_METRIC[task]
+        if metric not in metrics:
+            raise ConfigurationError(
+                f"Gate primary_metric {metric!r} does not apply to a {task} model; use one of "
+                f"{sorted(metrics)}."
+            )
+        if wrong := [m for m in self.thresholds if m not in metrics]:
+            raise ConfigurationError(
+                f"Gate thresholds on {wrong} do not apply to a {task} model; use one of {sorted(metrics)}."
+            )
+        tolerance = self.tolerance
+        if tolerance is None:
+            if task == REGRESSION:
+                raise ConfigurationError(
+                    f"The gate of regression model {self.name!r} needs a tolerance: set tolerance in the "
+                    f"target's units (e.g. 0.5 for an rmse in kWh), how much worse than the champion in "
+                    f"{metric} the candidate may be and still pass; there is no default for regression."
+                )
+            tolerance = DEFAULT_TOLERANCE
+        self._task, self._metric = task, metric
+        self.settings = _settings(
+            tolerance, self.confidence, self.require_improvement, self.min_samples, self.min_positives
+        )
+
+    def _task_type(self, version: str, tags: dict[str, str]) -> str:
+        """``task_type`` when set, else the version's tag, else binary."""
+        tagged = tags.get(TASK_TYPE_TAG)
+        value = self.model_task_type or tagged
+        if not value:
+            self.log.info(
+                "Version %s of %r has no %s tag and task_type is not set: judging it as a binary model.",
+                version,
+                self.name,
+                TASK_TYPE_TAG,
+            )
+            return BINARY
+        try:
+            task = check_task_type(value)
+        except ValueError as err:
+            source = "task_type" if self.model_task_type else f"the version's tag {TASK_TYPE_TAG}"
+            raise ConfigurationError(
+                f"Gate of {self.name!r} version {version}: {err} (from {source})"
+            ) from None
+        if self.model_task_type and tagged and tagged != task:
+            self.log.warning(
+                "task_type=%r overrides the %s tag %r of %r version %s.",
+                task,
+                TASK_TYPE_TAG,
+                tagged,
+                self.name,
+                version,
+            )
+        return task
+
     def _load_eval_data(self) -> pd.DataFrame:
         data = read_parquet(
             self.eval_data_uri,
@@ -540,7 +663,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         return data
 
     def _settings_record(self) -> dict[str, Any]:
-        return {"primary_metric": self.primary_metric, **asdict(self.settings)}
+        return {"task_type": self._task, "primary_metric": self._metric, **asdict(self.settings)}
 
     def _gate_key(self, version: str, fingerprint: str, champion: str | None) -> str:
         spec = [
@@ -567,41 +690,46 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
     def _evaluate(
         self, version: str, champion: str | None, data: pd.DataFrame, fingerprint: str, key: str
     ) -> dict[str, Any]:
-        features = (
-            data[self.feature_columns] if self.feature_columns else data.drop(columns=[self.label_column])
-        )
-        labels = data[self.label_column].astype(int).to_numpy()
-        candidate_output = self._predict(version, features)
-        candidate_metrics = _metrics(labels, *candidate_output)
+        labels = self._labels(data)
+        candidate_output = self._predict(version, data, labels)
+        candidate_metrics = _metrics(self._task, labels, candidate_output)
         champion_block, comparison = None, None
         if champion is not None:
-            champion_output = self._predict(champion, features)
-            champion_block = {"version": champion, **_metrics(labels, *champion_output)}
-            reads = 0 if METRICS[self.primary_metric][1] == "probability" else 1
+            champion_output = self._predict(champion, data, labels)
+            champion_block = {"version": champion, **_metrics(self._task, labels, champion_output)}
             comparison = compare(
-                self.primary_metric,
+                self._metric,
                 labels,
-                candidate_output[reads],
-                champion_output[reads],
+                _compared(self._metric, candidate_output),
+                _compared(self._metric, champion_output),
+                task_type=self._task,
                 confidence=self.settings.confidence,
                 seed=int(key, 16),  # the same gate draws the same bootstrap resamples
             )
         self._warn_ignored_thresholds()
-        decision, reasons = self._decide(len(labels), int(labels.sum()), candidate_metrics, comparison)
+        n, positives = len(labels), count_positives(labels, self._task)
+        decision, reasons = self._decide(n, positives, candidate_metrics, comparison)
         result = self._result(decision, reasons, candidate_metrics, champion_block)
         result |= {
-            "n": len(labels),
-            "positives": int(labels.sum()),
+            "n": n,
+            "positives": positives,
             "comparison": _comparison_record(comparison),
             "eval_fingerprint": fingerprint,
         }
         return result
 
+    def _labels(self, data: pd.DataFrame) -> Any:
+        """The label column as the task reads it: 0/1, the classes as they are, or numbers."""
+        column = data[self.label_column]
+        if self._task == BINARY:
+            return column.astype(int).to_numpy()
+        return column.astype(float).to_numpy() if self._task == REGRESSION else column.to_numpy()
+
     def _decide(
         self, n: int, positives: int, candidate: dict[str, float], comparison: Comparison | None
     ) -> tuple[str, list[str]]:
         """Minimum evidence first, then the absolute thresholds, then the champion comparison."""
-        shortfall = evidence_shortfall(n, positives, self.settings)
+        shortfall = evidence_shortfall(n, positives, self.settings, task_type=self._task)
         if shortfall is not None:
             return GATE_INSUFFICIENT, [shortfall] + ([comparison.summary()] if comparison else [])
         failures = self._absolute_failures(candidate)
@@ -622,10 +750,11 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
                 continue
             greater_is_better = spec.get("greater_is_better")
             if greater_is_better is None:
-                greater_is_better = GATE_METRICS[metric]
+                greater_is_better = GATE_METRICS[self._task][metric]
             value = candidate.get(metric)
             if value is None:
-                failures.append(f"{metric} is undefined on the held-out rows (a single class)")
+                why = "constant labels" if self._task == REGRESSION else "a single class"
+                failures.append(f"{metric} is undefined on the held-out rows ({why})")
             elif value < threshold if greater_is_better else value > threshold:
                 bound = "below the minimum" if greater_is_better else "above the maximum"
                 failures.append(f"{metric} {value:.4f} is {bound} {threshold}")
@@ -643,23 +772,59 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
                 "Gate thresholds %s are ignored: the champion comparison uses the confidence interval "
                 "of %s (tolerance=%s, require_improvement=%s). Remove them from thresholds.",
                 ", ".join(ignored),
-                self.primary_metric,
+                self._metric,
                 self.settings.tolerance,
                 self.settings.require_improvement,
             )
 
-    def _predict(self, version: str, features: pd.DataFrame) -> tuple[Any, Any]:
-        """``(P(label=1), 0/1 prediction)`` of one version on the held-out features."""
+    def _predict(self, version: str, data: pd.DataFrame, labels: Any) -> tuple[Any, ...]:
+        """What the metrics read of one version's output on the held-out rows: ``(P(label=1), 0/1
+        prediction)`` (binary), ``(P(true class), predicted class)`` (multiclass) or ``(prediction,)``
+        (regression)."""
         import numpy as np
 
-        output = self.hook.load_model(self.name, version).predict(features)
-        if not {"probability", "prediction"} <= set(getattr(output, "columns", [])):
+        model = self.hook.load_model(self.name, version)
+        features = self._features(model, data, version)
+        output = output_frame(self._task, model.predict(features), features.index)
+        violation = contract_violation(self._task, getattr(output, "columns", []))
+        if violation is None and len(output) != len(features):
+            violation = f"predict() returned {len(output)} rows for {len(features)}"
+        if violation is not None:
             raise ConfigurationError(
-                f"Model {self.name!r} version {version} broke the contract: predict() must return a DataFrame "
-                "with columns 'probability' and 'prediction'."
+                f"Model {self.name!r} version {version} broke the output contract: {violation} "
+                "(mlops_provider.ml.tasks)."
             )
-        proba = np.clip(output["probability"].to_numpy(dtype=float), 1e-7, 1 - 1e-7)
-        return proba, output["prediction"].to_numpy().astype(int)
+        if self._task == REGRESSION:
+            return (output[PREDICTION].to_numpy(dtype=float),)
+        if self._task == MULTICLASS:
+            return true_class_probability(output, labels), output[PREDICTION].to_numpy()
+        proba = np.clip(output[PROBABILITY].to_numpy(dtype=float), 1e-7, 1 - 1e-7)
+        return proba, output[PREDICTION].to_numpy().astype(int)
+
+    def _features(self, model: Any, data: pd.DataFrame, version: str) -> pd.DataFrame:
+        """``feature_columns``; else every column but the label, less those the model's signature does
+        not take, so entity keys and timestamps never reach a model that declares its inputs."""
+        if self.feature_columns:
+            return data[list(self.feature_columns)]
+        features = data.drop(columns=[self.label_column])
+        schema = model.metadata.get_input_schema() if getattr(model, "metadata", None) else None
+        if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+            return features
+        missing = [c for c in schema.required_input_names() if c not in features.columns]
+        if missing:
+            raise ConfigurationError(
+                f"Held-out data {self.eval_data_uri!r} lacks column(s) {missing} that model {self.name!r} "
+                f"version {version} takes (its signature)."
+            )
+        inputs = [c for c in schema.input_names() if c in features.columns]
+        if dropped := [c for c in features.columns if c not in inputs]:
+            self.log.info(
+                "Not passing column(s) %s to %r version %s: its signature does not take them.",
+                dropped,
+                self.name,
+                version,
+            )
+        return features[inputs]
 
     def _result(
         self, decision: str, reasons: list[str], candidate: dict[str, float], champion: dict[str, Any] | None
@@ -669,6 +834,7 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             "reasons": reasons,
             "name": self.name,
             "version": str(self.version),
+            "task_type": self._task,
             "candidate": candidate,
             "champion": champion,
             "n": None,
@@ -741,12 +907,15 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
             GATE_CI_LOW_TAG: comparison.get("ci_low"),
             GATE_CI_HIGH_TAG: comparison.get("ci_high"),
             GATE_METHOD_TAG: comparison.get("method"),
+            GATE_TASK_TYPE_TAG: self._task,
         }
         for tag, value in tags.items():
             if value is not None:
                 client.set_model_version_tag(self.name, version, tag, tag_value(value))
             elif tag in previous_tags:
                 client.delete_model_version_tag(self.name, version, tag)
+        if TASK_TYPE_TAG not in previous_tags:  # what the trainer said is never overwritten
+            client.set_model_version_tag(self.name, version, TASK_TYPE_TAG, self._task)
 
     def _short_circuit(self, context: Context, result: dict[str, Any]) -> None:
         """Keep the decision in XCom, then skip every downstream task (this task stays successful)."""
@@ -760,20 +929,45 @@ class MLflowEvaluateGateOperator(_MLflowOperator, SkipMixin):
         self.skip(ti=context["ti"], tasks=to_skip)
 
 
-def _metrics(labels: Any, proba: Any, predicted: Any) -> dict[str, float]:
-    """Every gate metric of one model on the held-out rows (``roc_auc`` only with both classes)."""
+def _compared(metric: str, output: tuple[Any, ...]) -> Any:
+    """What ``metric`` reads of a :meth:`MLflowEvaluateGateOperator._predict` output: its first item, the
+    probability, for roc_auc and log_loss; else the last, the prediction."""
+    return output[0] if metric in PROBABILITY_METRICS else output[-1]
+
+
+def _metrics(task_type: str, labels: Any, output: tuple[Any, ...]) -> dict[str, float]:
+    """Every gate metric of the task of one model on the held-out rows (``roc_auc`` only with both
+    classes, ``r2`` only when the labels vary)."""
     import numpy as np
     from sklearn import metrics as skm
 
-    result = {
-        "accuracy": skm.accuracy_score(labels, predicted),
-        "f1": skm.f1_score(labels, predicted, zero_division=0),
-        "precision": skm.precision_score(labels, predicted, zero_division=0),
-        "recall": skm.recall_score(labels, predicted, zero_division=0),
-        "log_loss": skm.log_loss(labels, proba, labels=[0, 1]),
-    }
-    if len(np.unique(labels)) == 2:  # AUC is undefined on a single class
-        result["roc_auc"] = skm.roc_auc_score(labels, proba)
+    if task_type == REGRESSION:
+        (predicted,) = output
+        result = {
+            "rmse": skm.root_mean_squared_error(labels, predicted),
+            "mae": skm.mean_absolute_error(labels, predicted),
+        }
+        if np.ptp(labels) > 0:  # r2 is undefined on constant labels
+            result["r2"] = skm.r2_score(labels, predicted)
+    elif task_type == MULTICLASS:
+        true_class, predicted = output
+        texts, predicted_texts = ([str(v) for v in values] for values in (labels, predicted))
+        result = {
+            "accuracy": skm.accuracy_score(texts, predicted_texts),
+            "macro_f1": skm.f1_score(texts, predicted_texts, average="macro", zero_division=0),
+            "log_loss": true_class_log_losses(true_class).mean(),
+        }
+    else:
+        proba, predicted = output
+        result = {
+            "accuracy": skm.accuracy_score(labels, predicted),
+            "f1": skm.f1_score(labels, predicted, zero_division=0),
+            "precision": skm.precision_score(labels, predicted, zero_division=0),
+            "recall": skm.recall_score(labels, predicted, zero_division=0),
+            "log_loss": skm.log_loss(labels, proba, labels=[0, 1]),
+        }
+        if len(np.unique(labels)) == 2:  # AUC is undefined on a single class
+            result["roc_auc"] = skm.roc_auc_score(labels, proba)
     return {k: round(float(v), 6) for k, v in result.items()}
 
 

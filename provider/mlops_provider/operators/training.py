@@ -1,4 +1,4 @@
-"""Train the churn model with the reference trainer, locally or in a Kubernetes GPU pod.
+"""Train a model with the reference trainer or your own, locally or in a Kubernetes GPU pod.
 
 Both backends run the same entrypoint with the same arguments (:func:`trainer_command`) and return
 the same XCom, ``{"run_id", "model_uri", "metrics"}``, so a DAG switches backend with one setting.
@@ -56,11 +56,19 @@ class TrainModelOperator(BaseOperator):
     :param evaluation_set_uri: optional held-out parquet set with the training set's columns, e.g. the
         window after the training window; the trainer scores the kept model on it (``eval_*`` metrics)
         and never fits or early-stops on it. None or empty for none. (templated)
-    :param label_column: binary label column (``label`` is taken by BaseOperator). (templated)
+    :param label_column: the label column (``label`` is taken by BaseOperator). (templated)
+    :param task_type: ``binary`` (0/1 label), ``multiclass`` or ``regression``; the metrics, the model's
+        outputs and the gate follow it (:mod:`mlops_provider.ml.tasks`). (templated)
+    :param timestamp_column: the rows' event-time column (the trainer splits and checks by it); None
+        reads it from the training set's metadata, which FeastHistoricalFeaturesOperator writes.
+        (templated)
+    :param feature_columns: the exact feature columns; None: every column that is not the label, an
+        id, the timestamp or another datetime. (templated)
     :param hyperparameters: merged over the trainer's defaults; see docs/training.md. (templated)
     :param experiment: MLflow experiment name. (templated)
     :param id_columns: entity keys and other bookkeeping columns of the training set that are not
-        features, e.g. the feature service's join keys; default none. (templated)
+        features; None: the feature service's join keys, read from the training set's metadata
+        (FeastHistoricalFeaturesOperator writes them), else none. (templated)
     :param mlflow_conn_id: MLflow connection; host = tracking URI. (templated)
     :param kubernetes_kwargs: extra GPUTrainingOperator arguments (image, gpus, namespace...). (templated)
     :param command: your own trainer's entrypoint, e.g. ``["python", "/opt/trainers/my_trainer.py"]``
@@ -81,6 +89,9 @@ class TrainModelOperator(BaseOperator):
         "hyperparameters",
         "experiment",
         "id_columns",
+        "model_task_type",
+        "timestamp_column",
+        "feature_columns",
         "mlflow_conn_id",
         "kubernetes_kwargs",
         "command",
@@ -100,10 +111,16 @@ class TrainModelOperator(BaseOperator):
         mlflow_conn_id: str = "mlflow_default",
         kubernetes_kwargs: dict[str, Any] | None = None,
         command: list[str] | str | None = None,
+        task_type: str = "binary",
+        timestamp_column: str | None = None,
+        feature_columns: list[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.backend = backend
+        self.model_task_type = task_type
+        self.timestamp_column = timestamp_column
+        self.feature_columns = feature_columns
         self.training_set_uri = training_set_uri
         self.label_column = label_column
         self.hyperparameters = hyperparameters
@@ -117,6 +134,7 @@ class TrainModelOperator(BaseOperator):
         self._pod_operator: GPUTrainingOperator | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._resolve_columns()
         backend = str(self.backend).strip().lower()
         if backend == "local":
             return self.check_contract(self._run_local())
@@ -132,6 +150,34 @@ class TrainModelOperator(BaseOperator):
         """Resume the deferred pod operator of the kubernetes backend."""
         return self.check_contract(self.pod_operator().trigger_reentry(context, event))
 
+    def _resolve_columns(self) -> None:
+        """Fill the id and timestamp columns not given from the training set's metadata, so every
+        trainer (yours too) is told them; a set this worker cannot read is left to the trainer."""
+        from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADATA
+        from mlops_provider.exceptions import DataNotFound
+        from mlops_provider.ml.io import parquet_metadata
+
+        if self.id_columns is not None and self.timestamp_column:
+            return
+        try:
+            metadata = parquet_metadata(str(self.training_set_uri))
+        except DataNotFound as err:
+            self.log.info("Training set metadata not read here (%s); the trainer resolves the columns.", err)
+            return
+        if self.id_columns is None and JOIN_KEYS_METADATA in metadata:
+            self.id_columns = as_columns(metadata[JOIN_KEYS_METADATA])
+            self.log.info("Id columns from the training set's feature service: %s", self.id_columns)
+        if not self.timestamp_column and metadata.get(TIMESTAMP_COLUMN_METADATA):
+            self.timestamp_column = metadata[TIMESTAMP_COLUMN_METADATA]
+            self.log.info("Timestamp column from the training set: %r", self.timestamp_column)
+
+    def _contract_kwargs(self) -> dict[str, Any]:
+        return {
+            "task_type": self.model_task_type,
+            "timestamp_column": self.timestamp_column,
+            "feature_columns": self.feature_columns,
+        }
+
     def pod_operator(self) -> GPUTrainingOperator:
         """Build the GPU pod operator for this task with the shared trainer command."""
         from mlops_provider.operators.kubernetes import GPUTrainingOperator
@@ -145,6 +191,7 @@ class TrainModelOperator(BaseOperator):
             id_columns=self.id_columns,
             evaluation_set_uri=self.evaluation_set_uri,
             mlflow_conn_id=self.mlflow_conn_id,
+            **self._contract_kwargs(),
             **as_dict(self.kubernetes_kwargs),
             **self._command_kwargs(),
         )
@@ -163,6 +210,7 @@ class TrainModelOperator(BaseOperator):
                 hyperparameters=self.hyperparameters,
                 id_columns=self.id_columns,
                 evaluation_set_uri=self.evaluation_set_uri,
+                **self._contract_kwargs(),
             ),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **MLflowHook(self.mlflow_conn_id).process_env()}
@@ -239,10 +287,11 @@ class TrainModelOperator(BaseOperator):
                 f"{where}: the model at {result['model_uri']} has no signature; log it with "
                 "signature=mlflow.models.infer_signature(features) so scoring and drift know its inputs"
             )
-        leaked = sorted({self.label_column, *as_columns(self.id_columns)} & set(inputs))
+        not_features = {self.label_column, *as_columns(self.id_columns), self.timestamp_column or ""}
+        leaked = sorted(not_features & set(inputs))
         if leaked:
             raise TrainerContractError(
-                f"{where}: the model's signature takes {leaked}, the label or id columns; they must not be "
+                f"{where}: the model's signature takes {leaked}, the label, id or timestamp columns; they must not be "
                 "features (a key would become a feature, and scoring by another key would fail)"
             )
         if "reference/sample.parquet" not in hook.list_artifact_paths(result["run_id"], "reference"):

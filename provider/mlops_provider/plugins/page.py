@@ -230,7 +230,19 @@ def _metrics_dl(metrics: dict[str, Any]) -> str:
 
 
 # Gate tags shown as one line of evidence instead of one row each.
-_GATE_EVIDENCE = ("metric", "difference", "ci_low", "ci_high", "confidence", "n", "positives", "method")
+_GATE_EVIDENCE = (
+    "metric",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "confidence",
+    "n",
+    "positives",
+    "method",
+    "task_type",
+)
+# What the gate's ``positives`` counts, by task type: regression has no classes to count.
+_POSITIVES = {"binary": "{} positives", "multiclass": "rarest class {} rows"}
 
 
 def _gate_evidence(gate: dict[str, Any]) -> str:
@@ -240,7 +252,8 @@ def _gate_evidence(gate: dict[str, Any]) -> str:
     if tags["n"] is None:
         return ""
     number = {k: _parse_float(tags[k]) for k in ("difference", "ci_low", "ci_high", "confidence")}
-    text = f"n={tags['n']} ({tags['positives']} positives)"
+    counted = _POSITIVES.get(tags["task_type"] or "binary")
+    text = f"n={tags['n']}" + (f" ({counted.format(tags['positives'])})" if counted else "")
     if None not in number.values():
         text = (
             f"{tags['metric']} {number['difference']:+.3f} [{number['confidence']:.0%} CI "

@@ -1,8 +1,9 @@
 """The reference trainer: the GPU pod's entrypoint and the local backend's subprocess.
 
-Run it as ``python -m mlops_provider.trainer --training-set URI --label LABEL --experiment NAME``. It is the only
-place in the provider that imports torch; nothing on the DAG-parse path imports this package.
-See docs/training.md for the command line and the contract of the logged model.
+Run it as ``python -m mlops_provider.trainer --training-set URI --label LABEL --experiment NAME
+[--task-type binary|multiclass|regression]``. It is the only place in the provider that imports
+torch; nothing on the DAG-parse path imports this package. See docs/training.md for the command line
+and the contract of the logged model.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EARLY_STOP_METRIC_PREFIX = "early_stop_"
 """The early-stopping slice (the last ``val_fraction`` of the training window), at the best epoch:
 it chose the epoch, so it is optimistic and not held out."""
 BEST_EPOCH_METRIC = "best_epoch"
-"""The epoch whose weights were kept (1-based), chosen on the early-stopping slice's log loss."""
+"""The epoch whose weights were kept (1-based), chosen on the early-stopping slice's loss (log loss;
+mean squared error for regression)."""
 EPOCH_METRIC_PREFIX = "epoch_"
 """Per-epoch curves (step = epoch); their latest value is the last epoch's, not the kept model's."""

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADATA
 from mlops_provider.ml.lineage import code_version, hyperparameters_hash
+from mlops_provider.ml.tasks import BINARY, TASK_TYPES
 from mlops_provider.trainer import EXIT_BAD_INPUT, RESULT_MARKER
 
 log = logging.getLogger("mlops_provider.trainer")
@@ -42,13 +44,35 @@ class BadHyperparameters(ValueError):
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="python -m mlops_provider.trainer", description=__doc__)
     cli.add_argument("--training-set", required=True, help="parquet file or directory, local or s3://")
-    cli.add_argument("--label", required=True, help="binary 0/1 label column")
-    cli.add_argument("--timestamp-column", default="event_timestamp", help="splits train/validation by time")
+    cli.add_argument(
+        "--label",
+        required=True,
+        help="label column: 0/1 or boolean (binary), ints or strings (multiclass), numbers (regression)",
+    )
+    cli.add_argument(
+        "--task-type",
+        choices=TASK_TYPES,
+        default=BINARY,
+        help=f"what the label is (default {BINARY}); sets the loss, the metrics and the model's output",
+    )
+    cli.add_argument(
+        "--timestamp-column",
+        default=None,
+        help="the rows' event time column, which splits train/validation by time (default: the training "
+        f"set's parquet metadata {TIMESTAMP_COLUMN_METADATA!r}, which the Feast operator writes)",
+    )
     cli.add_argument("--experiment", required=True, help="MLflow experiment name")
     cli.add_argument(
         "--id-columns",
         default="",
-        help="comma-separated entity keys and other bookkeeping columns that are not features (default none)",
+        help="comma-separated entity keys and other bookkeeping columns that are not features (default: "
+        f"the training set's parquet metadata {JOIN_KEYS_METADATA!r}, else none)",
+    )
+    cli.add_argument(
+        "--features",
+        default="",
+        help="comma-separated feature columns, exactly these (default: every column but the label, "
+        "timestamp, id columns and other datetime columns)",
     )
     cli.add_argument(
         "--evaluation-set",
@@ -108,9 +132,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         hyperparameters, given = resolve_hyperparameters(args)
-        id_columns = tuple(c.strip() for c in args.id_columns.split(",") if c.strip())
         training_set = data.load(
-            args.training_set, args.label, args.timestamp_column, hyperparameters["val_fraction"], id_columns
+            args.training_set,
+            args.label,
+            args.timestamp_column,
+            hyperparameters["val_fraction"],
+            _columns(args.id_columns),
+            task_type=args.task_type,
+            features=_columns(args.features),
+        )
+        log.info(
+            "training a %s model of %r on %d features; timestamp column %r, id columns %s",
+            training_set.task_type,
+            training_set.label,
+            len(training_set.features),
+            training_set.timestamp_column,
+            list(training_set.id_columns),
         )
         evaluation_set = (
             data.load_evaluation(args.evaluation_set, training_set) if args.evaluation_set else None
@@ -138,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     emit(result)
     return 0
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
 def emit(result: dict[str, Any]) -> None:

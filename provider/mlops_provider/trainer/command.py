@@ -25,6 +25,9 @@ def trainer_command(
     hyperparameters: dict[str, Any] | str | None = None,
     id_columns: Sequence[str] | str | None = None,
     evaluation_set_uri: str | None = None,
+    task_type: str = "binary",
+    timestamp_column: str | None = None,
+    feature_columns: Sequence[str] | str | None = None,
 ) -> list[str]:
     """Return the reference trainer's argv after the interpreter: ``["-m", "mlops_provider.trainer", ...]``.
 
@@ -32,13 +35,17 @@ def trainer_command(
     arguments after the module are :func:`trainer_arguments`, the contract every trainer takes.
 
     :param training_set_uri: parquet file or directory, local path or ``s3://``.
-    :param label: binary label column.
+    :param label: label column.
     :param hyperparameters: dict (or its JSON / Python-literal rendering) merged over the defaults.
     :param experiment: MLflow experiment name.
     :param id_columns: entity keys and other bookkeeping columns that are not features (a list, or its
         comma-separated or JSON rendering by a template).
     :param evaluation_set_uri: held-out parquet file or directory scored with the kept weights
         (``eval_*`` metrics); None or an empty string for none, and then the flag is left out.
+    :param task_type: ``binary``, ``multiclass`` or ``regression`` (:mod:`mlops_provider.ml.tasks`).
+    :param timestamp_column: the rows' event-time column; None leaves the flag out (the trainer then
+        reads it from the training set's metadata).
+    :param feature_columns: the exact features; None leaves the flag out (every other column).
     """
     arguments = trainer_arguments(
         training_set_uri,
@@ -47,6 +54,9 @@ def trainer_command(
         hyperparameters=hyperparameters,
         id_columns=id_columns,
         evaluation_set_uri=evaluation_set_uri,
+        task_type=task_type,
+        timestamp_column=timestamp_column,
+        feature_columns=feature_columns,
     )
     return [*REFERENCE_TRAINER, *arguments]
 
@@ -59,14 +69,26 @@ def trainer_arguments(
     hyperparameters: dict[str, Any] | str | None = None,
     id_columns: Sequence[str] | str | None = None,
     evaluation_set_uri: str | None = None,
+    task_type: str = "binary",
+    timestamp_column: str | None = None,
+    feature_columns: Sequence[str] | str | None = None,
 ) -> list[str]:
     """The trainer contract's command-line arguments, which any trainer (yours too) receives.
 
     ``--training-set URI [--evaluation-set URI] --label COL --experiment NAME --hyperparameters JSON
-    --id-columns COL,COL`` (docs/training.md, "Bring your own trainer").
+    --id-columns COL,COL --task-type TYPE [--timestamp-column COL] [--features COL,COL]``
+    (docs/training.md, "Bring your own trainer").
     """
+    from mlops_provider.ml.tasks import check_task_type
+
+    try:
+        task_type = check_task_type(str(task_type).strip().lower())
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
     # Flag and value on one line each, as a reader of the pod spec sees them.
     evaluation = ("--evaluation-set", evaluation_set_uri) if evaluation_set_uri else ()
+    timestamp = ("--timestamp-column", timestamp_column) if timestamp_column else ()
+    features = ("--features", ",".join(as_columns(feature_columns))) if as_columns(feature_columns) else ()
     return [
         *("--training-set", training_set_uri),
         *evaluation,
@@ -74,6 +96,9 @@ def trainer_arguments(
         *("--experiment", experiment),
         *("--hyperparameters", json.dumps(as_dict(hyperparameters), sort_keys=True)),
         *("--id-columns", ",".join(as_columns(id_columns))),
+        *("--task-type", task_type),
+        *timestamp,
+        *features,
     ]
 
 

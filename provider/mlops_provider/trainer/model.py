@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mlops_provider.ml.tasks import BINARY, MULTICLASS, REGRESSION
 from mlops_provider.trainer import serving
 
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -24,10 +25,31 @@ PIP_REQUIREMENTS = [
 ]
 
 
+def fit_task(labels: pd.Series, task_type: str = BINARY, classes: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """The spec's ``task``, which serving reads: the type, plus the classes (multiclass, as the label's
+    values, in output order) or the mean and std of the training split's label (regression)."""
+    if task_type == MULTICLASS:
+        return {"type": task_type, "classes": list(classes)}
+    if task_type == REGRESSION:
+        values = labels.astype("float64")
+        std = float(values.std(ddof=0))
+        return {"type": task_type, "mean": float(values.mean()), "std": std if std > 0 else 1.0}
+    return {"type": task_type}
+
+
 def fit_preprocessing(
-    train: pd.DataFrame, categorical: list[str], numeric: list[str], hidden: list[int], dropout: float
+    train: pd.DataFrame,
+    categorical: list[str],
+    numeric: list[str],
+    hidden: list[int],
+    dropout: float,
+    task: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Learn vocabularies (most frequent first) and median/mean/std from the training split only."""
+    """Learn vocabularies (most frequent first) and median/mean/std from the training split only.
+
+    :param task: :func:`fit_task`'s result (binary when None); multiclass sets one output per class.
+    """
+    task = task or {"type": BINARY}
     vocabularies = {c: [str(v) for v in train[c].value_counts().index] for c in categorical}
     scales = {}
     for column in numeric:
@@ -40,6 +62,7 @@ def fit_preprocessing(
     return {
         "categorical": vocabularies,
         "numeric": scales,
+        "task": task,
         "architecture": {
             "cardinalities": cardinalities,
             # The fast.ai rule of thumb, capped small: these are low-cardinality business codes.
@@ -47,15 +70,20 @@ def fit_preprocessing(
             "n_numeric": len(numeric),
             "hidden": hidden,
             "dropout": dropout,
+            "outputs": len(task["classes"]) if task["type"] == MULTICLASS else 1,
         },
     }
 
 
 def feature_stats(
-    train: pd.DataFrame, categorical: list[str], numeric: list[str], label: str
+    train: pd.DataFrame, categorical: list[str], numeric: list[str], label: str, task_type: str = BINARY
 ) -> dict[str, Any]:
-    """Reference distribution of the training split for drift detection: quantiles and frequencies."""
-    stats: dict[str, Any] = {"rows": len(train), "label_rate": float(train[label].mean()), "features": {}}
+    """Reference distribution of the training split for drift detection: quantiles and frequencies.
+
+    The label's by task: ``label_rate`` (binary), ``label_frequencies`` per class (multiclass, class
+    as text), ``label_mean`` and ``label_std`` (regression).
+    """
+    stats: dict[str, Any] = {"rows": len(train), **label_stats(train[label], task_type), "features": {}}
     for column in numeric:
         values = pd.to_numeric(train[column], errors="coerce").astype("float64")
         present = values.dropna()
@@ -80,6 +108,17 @@ def feature_stats(
     return stats
 
 
+def label_stats(labels: pd.Series, task_type: str = BINARY) -> dict[str, Any]:
+    """The label's distribution on the training split, as :func:`feature_stats` records it."""
+    if task_type == MULTICLASS:
+        frequencies = labels.map(str).value_counts(normalize=True).sort_index()
+        return {"label_frequencies": {str(k): float(v) for k, v in frequencies.items()}}
+    if task_type == REGRESSION:
+        values = labels.astype("float64")
+        return {"label_mean": float(values.mean()), "label_std": float(values.std(ddof=0))}
+    return {"label_rate": float(labels.mean())}
+
+
 def log_model(
     model: torch.nn.Module, spec: dict[str, Any], example: pd.DataFrame
 ) -> mlflow.models.model.ModelInfo:
@@ -89,7 +128,7 @@ def log_model(
         preprocessing = Path(workdir) / "preprocessing.json"
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
         preprocessing.write_text(json.dumps(spec))
-        predictor = serving.ChurnClassifier()
+        predictor = serving.TabularModel()
         predictor.spec, predictor.model = spec, _cpu_copy(model, spec)
         signature = mlflow.models.infer_signature(example, predictor.predict(None, example))
         return mlflow.pyfunc.log_model(

@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 import torch
 
 from mlops_provider.constants import (
@@ -18,9 +20,11 @@ from mlops_provider.constants import (
     DATA_FINGERPRINT_TAG,
     EVAL_SET_URI_TAG,
     HYPERPARAMETERS_HASH_TAG,
+    TASK_TYPE_TAG,
     TRAINING_SET_URI_TAG,
 )
 from mlops_provider.ml import reference
+from mlops_provider.ml.tasks import BINARY, MULTICLASS
 from mlops_provider.trainer import (
     BEST_EPOCH_METRIC,
     EARLY_STOP_METRIC_PREFIX,
@@ -36,10 +40,24 @@ log = logging.getLogger("mlops_provider.trainer")
 REFERENCE_SAMPLE_ROWS = reference.REFERENCE_SAMPLE_ROWS
 
 
-def to_tensors(frame: Any, spec: dict[str, Any], label: str, device: torch.device) -> train.Tensors:
+def to_tensors(frame: pd.DataFrame, spec: dict[str, Any], label: str, device: torch.device) -> train.Tensors:
+    """Features with the spec's encoding and the label as :class:`train.Tensors` wants it for the task."""
     codes, numbers = serving.encode(frame, spec)
-    labels = torch.as_tensor(frame[label].to_numpy(), dtype=torch.float32)
+    task = serving.task_of(spec)
+    if task["type"] == MULTICLASS:
+        labels = torch.from_numpy(class_indexes(frame[label], task["classes"]))
+    else:
+        labels = torch.as_tensor(frame[label].to_numpy(dtype=np.float32), dtype=torch.float32)
     return train.Tensors(codes.to(device), numbers.to(device), labels.to(device))
+
+
+def class_indexes(labels: pd.Series, classes: list[Any]) -> np.ndarray:
+    """Each label's index in ``classes``, compared as text (so 3 and "3" are one class); a class not
+    in ``classes`` gets a negative index of its own (-1, -2, ... in text order)."""
+    texts = labels.map(str)
+    known = {str(c): i for i, c in enumerate(classes)}
+    unknown = {t: -1 - i for i, t in enumerate(sorted(set(texts) - set(known)))}
+    return texts.map(known | unknown).to_numpy(dtype=np.int64)
 
 
 def train_and_log(
@@ -62,9 +80,11 @@ def train_and_log(
     hp = hyperparameters
     train.seed_everything(hp["seed"])
     device = train.pick_device()
+    task = model_lib.fit_task(data.train[data.label], data.task_type, data.classes)
     spec = model_lib.fit_preprocessing(
-        data.train, data.categorical, data.numeric, hp["hidden"], hp["dropout"]
+        data.train, data.categorical, data.numeric, hp["hidden"], hp["dropout"], task
     )
+    objective = train.Objective.from_task(task)
     train_tensors = to_tensors(data.train, spec, data.label, device)
     validation_tensors = to_tensors(data.validation, spec, data.label, device)
     network = serving.TabularMLP(**spec["architecture"]).to(device)
@@ -74,13 +94,15 @@ def train_and_log(
         TRAINING_SET_URI_TAG: data.uri,
         CODE_VERSION_TAG: code_version,
         HYPERPARAMETERS_HASH_TAG: hyperparameters_hash,
+        TASK_TYPE_TAG: data.task_type,
     }
     if evaluation is not None:
         tags[EVAL_SET_URI_TAG] = evaluation.uri
     with mlflow.start_run(tags=tags) as run:
         log.info(
-            "MLflow run %s: %d train / %d early-stopping rows on %s",
+            "MLflow run %s: %s, %d train / %d early-stopping rows on %s",
             run.info.run_id,
+            data.task_type,
             len(train_tensors),
             len(validation_tensors),
             device,
@@ -89,18 +111,13 @@ def train_and_log(
         mlflow.log_params(params | _data_params(data, evaluation))
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            curves = {
-                "train_loss": metrics["train_loss"],
-                f"{EARLY_STOP_METRIC_PREFIX}log_loss": metrics["log_loss"],
-                f"{EARLY_STOP_METRIC_PREFIX}roc_auc": metrics["roc_auc"],
+            curves = {"train_loss": metrics["train_loss"]} | {
+                EARLY_STOP_METRIC_PREFIX + name: metrics[name]
+                for name in (objective.loss_metric, objective.quality_metric)
             }
             mlflow.log_metrics({EPOCH_METRIC_PREFIX + k: v for k, v in curves.items()}, step=epoch)
-            log.info(
-                "epoch %d/%d train_loss=%.4f early_stop_log_loss=%.4f early_stop_roc_auc=%.4f",
-                epoch,
-                hp["epochs"],
-                *curves.values(),
-            )
+            shown = " ".join(f"{k}={v:.4f}" for k, v in curves.items())
+            log.info("epoch %d/%d %s", epoch, hp["epochs"], shown)
 
         network, best_epoch = train.fit(
             network,
@@ -112,21 +129,25 @@ def train_and_log(
             patience=hp["patience"],
             weight_decay=hp["weight_decay"],
             seed=hp["seed"],
+            objective=objective,
             on_epoch=on_epoch,
         )
+        early_stop = train.evaluate(network, validation_tensors, objective=objective)
         metrics = {
             BEST_EPOCH_METRIC: float(best_epoch),
-            **_prefixed(EARLY_STOP_METRIC_PREFIX, train.evaluate(network, validation_tensors)),
+            **_prefixed(EARLY_STOP_METRIC_PREFIX, early_stop),
         }
         if evaluation is not None:
-            metrics |= _evaluation_metrics(network, evaluation, spec, data.label, device)
+            metrics |= _evaluation_metrics(network, evaluation, spec, data, device, objective)
         mlflow.log_metrics(metrics)  # names no curve uses: the run's value is the kept model's
-        stats = model_lib.feature_stats(data.train, data.categorical, data.numeric, data.label)
+        stats = model_lib.feature_stats(
+            data.train, data.categorical, data.numeric, data.label, data.task_type
+        )
         mlflow.log_dict(stats, "reference/feature_stats.json")
         log_reference_sample(data)
         example = model_lib.input_example(data.train, data.features)
         info = model_lib.log_model(network, spec, example)
-        log.info("logged model %s: %s", info.model_uri, _summary(metrics))
+        log.info("logged model %s: %s", info.model_uri, _summary(metrics, objective))
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "metrics": metrics}
 
 
@@ -134,13 +155,17 @@ def _data_params(data: TrainingSet, evaluation: EvaluationSet | None) -> dict[st
     """Which rows did what: counts and time ranges of the fit rows, the early-stopping slice and the
     evaluation set, so a reader can check that the evaluation window follows the training window."""
     params: dict[str, Any] = {
+        "task_type": data.task_type,
         "label": data.label,
+        "timestamp_column": data.timestamp_column,
         "features": ",".join(data.features),
         "train_rows": len(data.train),
         "validation_rows": len(data.validation),
         "train_time_range": time_range(data.train, data.timestamp_column),
         "early_stopping_time_range": time_range(data.validation, data.timestamp_column),
     }
+    if data.id_columns:
+        params["id_columns"] = ",".join(data.id_columns)
     if evaluation is not None:
         params |= {
             "evaluation_set_uri": evaluation.uri,
@@ -154,20 +179,28 @@ def _evaluation_metrics(
     network: torch.nn.Module,
     evaluation: EvaluationSet,
     spec: dict[str, Any],
-    label: str,
+    data: TrainingSet,
     device: torch.device,
+    objective: train.Objective,
 ) -> dict[str, float]:
-    tensors = to_tensors(evaluation.frame, spec, label, device)
-    counts = {"rows": float(len(tensors)), "positives": float(evaluation.frame[label].sum())}
-    return _prefixed(EVAL_METRIC_PREFIX, {**train.evaluate(network, tensors), **counts})
+    """The task's metrics on the evaluation set, and its ``rows`` (binary: and ``positives``)."""
+    tensors = to_tensors(evaluation.frame, spec, data.label, device)
+    counts = {"rows": float(len(tensors))}
+    if data.task_type == BINARY:
+        counts["positives"] = float(evaluation.frame[data.label].sum())
+    return _prefixed(EVAL_METRIC_PREFIX, {**train.evaluate(network, tensors, objective=objective), **counts})
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {prefix + k: v for k, v in metrics.items()}
 
 
-def _summary(metrics: dict[str, float]) -> str:
-    shown = (BEST_EPOCH_METRIC, f"{EARLY_STOP_METRIC_PREFIX}roc_auc", f"{EVAL_METRIC_PREFIX}roc_auc")
+def _summary(metrics: dict[str, float], objective: train.Objective) -> str:
+    """``best_epoch`` and the task's loss and first quality metric, early-stopping slice and eval set."""
+    names = (objective.loss_metric, objective.quality_metric)
+    shown = [BEST_EPOCH_METRIC] + [
+        p + n for p in (EARLY_STOP_METRIC_PREFIX, EVAL_METRIC_PREFIX) for n in names
+    ]
     return ", ".join(f"{k}={metrics[k]:.4g}" for k in shown if k in metrics)
 
 

@@ -1,8 +1,14 @@
-"""The churn model as MLflow logs and serves it: the torch module, its input encoding and a pyfunc.
+"""The reference trainer's model as MLflow logs and serves it: the torch module, its encoding, a pyfunc.
 
 MLflow logs this file as "model from code", so it must stay self-contained: it imports torch,
-numpy, pandas and mlflow only, never ``mlops_provider``, and a serving image needs no provider.
-``predict(raw feature frame)`` returns ``probability`` (P(label = 1)) and ``prediction`` (0/1 at 0.5).
+numpy, pandas and mlflow only, never ``mlops_provider``, and a serving image needs no provider. The
+names below therefore repeat :mod:`mlops_provider.ml.tasks` (a test keeps them equal).
+``predict(raw feature frame)`` returns, by the preprocessing spec's ``task``:
+
+- ``binary``: ``probability`` (P(label = 1)) and ``prediction`` (0/1 at 0.5);
+- ``multiclass``: ``prediction`` (the most probable class, an int when the training labels were
+  integers, else a string), ``probability`` (its probability) and ``probability_<class>`` per class;
+- ``regression``: ``prediction`` (float64, on the label's scale).
 """
 
 from __future__ import annotations
@@ -18,10 +24,17 @@ from mlflow.pyfunc import PythonModel
 from torch import nn
 
 THRESHOLD = 0.5
+BINARY, MULTICLASS, REGRESSION = "binary", "multiclass", "regression"
+PROBABILITY, PREDICTION = "probability", "prediction"
+CLASS_PROBABILITY_PREFIX = "probability_"
 
 
 class TabularMLP(nn.Module):
-    """An MLP over embedded categorical codes (0 = unknown) and standardised numeric columns."""
+    """An MLP over embedded categorical codes (0 = unknown) and standardised numeric columns.
+
+    It returns one value per row when ``outputs`` is 1 (a binary logit or a standardised number),
+    else ``outputs`` logits per row (one per class).
+    """
 
     def __init__(
         self,
@@ -30,6 +43,7 @@ class TabularMLP(nn.Module):
         n_numeric: int,
         hidden: list[int],
         dropout: float,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
         self.embeddings = nn.ModuleList(
@@ -40,12 +54,14 @@ class TabularMLP(nn.Module):
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
             width = size
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, outputs))
         self.mlp = nn.Sequential(*layers)
+        self.outputs = outputs
 
     def forward(self, codes: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
         embedded = [embedding(codes[:, i]) for i, embedding in enumerate(self.embeddings)]
-        return self.mlp(torch.cat([*embedded, numbers], dim=1)).squeeze(-1)
+        out = self.mlp(torch.cat([*embedded, numbers], dim=1))
+        return out.squeeze(-1) if self.outputs == 1 else out
 
 
 def encode(frame: pd.DataFrame, spec: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +83,43 @@ def encode(frame: pd.DataFrame, spec: dict[str, Any]) -> tuple[torch.Tensor, tor
     return torch.from_numpy(codes), torch.from_numpy(numbers)
 
 
-class ChurnClassifier(PythonModel):
+def task_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec's ``task``: ``{"type": ...}`` plus ``classes`` (multiclass) or ``mean``/``std``
+    (regression, the training split's label scale); a spec without one is binary."""
+    return dict(spec.get("task") or {"type": BINARY})
+
+
+def output_frame(out: torch.Tensor, spec: dict[str, Any], index: Any = None) -> pd.DataFrame:
+    """The network's raw output (logits, or standardised numbers) as the task's output columns."""
+    task = task_of(spec)
+    out = out.detach().float().cpu()
+    if task["type"] == REGRESSION:
+        standardised = out.numpy().astype(np.float64)
+        return pd.DataFrame({PREDICTION: standardised * task["std"] + task["mean"]}, index=index)
+    if task["type"] == MULTICLASS:
+        return _class_frame(torch.softmax(out, dim=1).numpy(), task["classes"], index)
+    probability = torch.sigmoid(out).numpy().astype(np.float64)
+    return pd.DataFrame(
+        {PROBABILITY: probability, PREDICTION: (probability >= THRESHOLD).astype(np.int64)}, index=index
+    )
+
+
+def _class_frame(probabilities: np.ndarray, classes: list[Any], index: Any) -> pd.DataFrame:
+    probabilities = probabilities.astype(np.float64)
+    best = probabilities.argmax(axis=1)
+    integers = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+    values = np.asarray(
+        classes if integers else [str(c) for c in classes], dtype=np.int64 if integers else object
+    )
+    columns = {
+        PREDICTION: values[best],
+        PROBABILITY: probabilities[np.arange(len(best)), best],
+        **{f"{CLASS_PROBABILITY_PREFIX}{c}": probabilities[:, i] for i, c in enumerate(classes)},
+    }
+    return pd.DataFrame(columns, index=index)
+
+
+class TabularModel(PythonModel):
     """Loads ``weights`` (a torch state dict) and ``preprocessing`` (JSON) artifacts; runs on CPU."""
 
     def load_context(self, context: Any) -> None:
@@ -83,11 +135,8 @@ class ChurnClassifier(PythonModel):
     ) -> pd.DataFrame:
         codes, numbers = encode(model_input, self.spec)
         with torch.inference_mode():
-            probability = torch.sigmoid(self.model(codes, numbers)).numpy().astype(np.float64)
-        return pd.DataFrame(
-            {"probability": probability, "prediction": (probability >= THRESHOLD).astype(np.int64)},
-            index=model_input.index,
-        )
+            out = self.model(codes, numbers)
+        return output_frame(out, self.spec, index=model_input.index)
 
 
-mlflow.models.set_model(ChurnClassifier())
+mlflow.models.set_model(TabularModel())

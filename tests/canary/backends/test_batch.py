@@ -9,13 +9,20 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from mlops_provider.canary.analysis import judge_poll
 from mlops_provider.canary.backends.batch import BatchCanaryBackend
 from mlops_provider.canary.strategy import DEFAULT_BATCH_CHECKS, CanaryStrategy, MetricCheck
-from mlops_provider.constants import EVAL_SET_URI_TAG, EVALUATION_WINDOW_TAG, TRAINING_WINDOW_TAG
+from mlops_provider.constants import (
+    EVAL_SET_URI_TAG,
+    EVALUATION_WINDOW_TAG,
+    TASK_TYPE_TAG,
+    TRAINING_WINDOW_TAG,
+)
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.ml.scoring import read_log
@@ -64,7 +71,7 @@ def backend(traffic: Path, tmp_path: Path, **kwargs: Any) -> BatchCanaryBackend:
 def test_a_step_replays_the_newest_traffic_through_both_models_into_its_log(
     registered: str, traffic: Path, tmp_path: Path, eval_data: Path
 ) -> None:
-    batch = backend(traffic, tmp_path)
+    batch = backend(traffic, tmp_path, timestamp_column="event_timestamp")
     evidence = batch.set_weight(registered, "1", "3", 50, step=1)
 
     uri = batch.step_log_uri(registered, "3", 1)
@@ -90,6 +97,11 @@ def test_a_step_replays_the_newest_traffic_through_both_models_into_its_log(
     # Both versions are the same model: the champion's shadow scores equal the canary's, row by row.
     assert (canary["shadow_probability"] - canary["probability"]).abs().max() < 1e-12
     assert log["canary_weight"].eq(50.0).all() and log["error"].isna().all()
+    assert str(log["prediction"].dtype) == "Int64"  # untagged versions: binary models
+
+    # Without timestamp_column no timestamp is kept: the step's log holds the entity, the label, scores.
+    plain = backend(traffic, tmp_path).set_weight(registered, "1", "3", 50, step=2)
+    assert "event_timestamp" not in read_log(plain["prediction_log"]).columns
 
 
 def tag_reader(client: MlflowClient) -> Any:
@@ -188,7 +200,7 @@ def test_the_analysis_reads_each_checks_values_from_the_steps_log(
 
     values = batch.values(registered, "2", 0, strategy, poll=0)
 
-    assert list(values) == [m.name for m in strategy.metrics]
+    assert list(values) == [m.name for m in strategy.metrics if m.applies_to("binary")]  # untagged: binary
     served = len(read_log(batch.step_log_uri(registered, "2", 0)))
     assert values["rows"] == (served, None)  # at 100 % the champion serves nobody...
     assert values["error_rate"] == (0.0, 0.0)  # the champion's: on its shadow requests
@@ -305,3 +317,119 @@ def test_a_polls_errors_are_summarised_per_variant(registered: str, tmp_path: Pa
     errors = batch.errors(registered, "2", 0, CanaryStrategy(checks_per_step=1, max_no_data=1), poll=0)
     assert errors["canary"] is None
     assert re.fullmatch(r"(\d+) error\(s\): KeyError x\1; first: KeyError: 'tenure_days'", errors["champion"])
+
+
+# -- other tasks: a regression model (scikit-learn: predict() returns a 1-D array) -------------------------
+
+REGRESSION_FEATURES = ["tenure_days", "sessions_7d", "minutes_watched_7d", "spend_30d"]
+
+
+def regression_traffic(eval_data: Path, path: Path) -> Path:
+    """The held-out customers with a numeric label, ``spend_next_30d``, linear in their features."""
+    frame = pd.read_parquet(eval_data)[["customer_id", *REGRESSION_FEATURES]]
+    noise = np.random.default_rng(0).normal(scale=2.0, size=len(frame))
+    frame["spend_next_30d"] = 1.1 * frame["spend_30d"] + 0.05 * frame["minutes_watched_7d"] + noise
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def log_regression_model(tracking_uri: str, traffic: Path, kind: str = "linear") -> str:
+    """Log a scikit-learn regressor fitted on ``traffic``: ``linear`` (good) or ``mean`` (a constant);
+    return its run id. Its pyfunc returns a plain 1-D array of predictions."""
+    import mlflow
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.read_parquet(traffic)
+    model = LinearRegression() if kind == "linear" else DummyRegressor()
+    model.fit(frame[REGRESSION_FEATURES], frame["spend_next_30d"])
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("mlops-tests")
+    with mlflow.start_run() as run:
+        mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def regression_runs(mlflow_server: Any, eval_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    traffic = regression_traffic(eval_data, tmp_path_factory.mktemp("regression") / "traffic.parquet")
+    runs = {
+        kind: log_regression_model(mlflow_server.tracking_uri, traffic, kind) for kind in ("linear", "mean")
+    }
+    return {"traffic": traffic, **runs}
+
+
+def register_regression(client: MlflowClient, runs: dict, kinds: tuple[str, ...], tag: bool = True) -> str:
+    name = unique_name("regression")
+    client.create_registered_model(name)
+    for kind in kinds:
+        version = client.create_model_version(name, f"runs:/{runs[kind]}/model", run_id=runs[kind]).version
+        if tag:
+            client.set_model_version_tag(name, version, TASK_TYPE_TAG, "regression")
+    return name
+
+
+def test_a_regression_canary_is_read_from_its_task_type_tag_and_judged_on_rmse(
+    mlflow_conn: Any, regression_runs: dict, tmp_path: Path
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    name = register_regression(client, regression_runs, ("linear", "linear", "mean"))
+    batch = BatchCanaryBackend(  # no task_type: the canary version's mlops.task_type tag says regression
+        MLflowHook(),
+        traffic_uri=str(regression_runs["traffic"]),
+        log_root=str(tmp_path),
+        entity_column="customer_id",
+        label_column="spend_next_30d",
+    )
+    batch.check(name, "1", "2")
+    batch.set_weight(name, "1", "2", 100, step=0)
+    log = read_log(batch.step_log_uri(name, "2", 0))
+    assert log["prediction"].dtype == float and log["probability"].isna().all() and log["error"].isna().all()
+    strategy = CanaryStrategy(checks_per_step=1, failure_threshold=1, max_no_data=1, min_samples=100)
+
+    same = batch.values(name, "2", 0, strategy, poll=0)
+
+    # Only the checks of a regression model: no roc_auc, no macro_f1.
+    assert list(same) == ["error_rate", "latency_p95_ms", "prediction_psi", "rmse"]
+    assert same["prediction_psi"] == (pytest.approx(0.0, abs=1e-9), 0.0)
+    assert same["rmse"][0] == same["rmse"][1] < 3.0  # the same model, paired on the same rows
+    poll = judge_poll(strategy, same)
+    assert poll["status"] == "pass" and [c["metric"] for c in poll["checks"]] == list(same)
+
+    batch.set_weight(name, "1", "3", 100, step=0)  # v3 predicts the mean spend for everyone
+    worse = judge_poll(strategy, batch.values(name, "3", 0, strategy, poll=0))
+    failed = {c["metric"] for c in worse["checks"] if c["status"] == "fail"}
+    assert worse["status"] == "fail" and failed == {"prediction_psi", "rmse"}
+
+
+def test_task_type_from_the_config_wins_and_mixed_tasks_are_refused(
+    mlflow_conn: Any, regression_runs: dict, tmp_path: Path
+) -> None:
+    client = MlflowClient(mlflow_conn.tracking_uri)
+    untagged = register_regression(client, regression_runs, ("linear", "linear"), tag=False)
+    config = {"log_root": str(tmp_path), "entity_column": "customer_id", "label_column": "spend_next_30d"}
+    told = BatchCanaryBackend(
+        MLflowHook(), traffic_uri=str(regression_runs["traffic"]), task_type="regression", **config
+    )
+    assert told.task_type_of(untagged, "2") == "regression"
+    assert told.smoke_test(untagged, "1")["error_rate"] == 0.0
+    # Untagged and not told: a binary model, whose contract a 1-D array of numbers breaks, by name.
+    assumed = BatchCanaryBackend(MLflowHook(), traffic_uri=str(regression_runs["traffic"]), **config)
+    assert assumed.task_type_of(untagged, "2") == "binary"
+    smoke = assumed.smoke_test(untagged, "1")
+    assert smoke["error_rate"] == 1.0
+    assert re.fullmatch(
+        r"300 error\(s\): ContractViolation x300; first: ContractViolation: a binary model's predict\(\) "
+        r"must return a DataFrame with column\(s\) probability, prediction; it returned \[\]",
+        smoke["errors"],
+    )
+
+    client.set_model_version_tag(untagged, "2", TASK_TYPE_TAG, "regression")  # the champion, v1: binary
+    client.set_model_version_tag(untagged, "1", TASK_TYPE_TAG, "binary")
+    with pytest.raises(ConfigurationError, match=r"v2: it is a regression model .* champion v1 a binary one"):
+        assumed.check(untagged, "1", "2")
+    client.set_model_version_tag(untagged, "2", TASK_TYPE_TAG, "ordinal")
+    with pytest.raises(ConfigurationError, match=r"tag 'mlops.task_type' is 'ordinal', not a task type"):
+        assumed.task_type_of(untagged, "2")
+    with pytest.raises(ConfigurationError, match=r"backend_config\['task_type'\] is 'Regression'"):
+        BatchCanaryBackend(MLflowHook(), task_type="Regression", **config)

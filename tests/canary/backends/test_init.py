@@ -91,7 +91,7 @@ def test_valid_configs_pass() -> None:
             "kserve",
             KSERVE,
             CanaryStrategy(),
-            "KServe metric check(s) ['error_rate', 'latency_p95_ms', 'prediction_psi', 'roc_auc'] need a PromQL query with a {revision} placeholder.",
+            "KServe metric check(s) ['error_rate', 'latency_p95_ms', 'prediction_psi', 'roc_auc', 'macro_f1', 'rmse'] need a PromQL query with a {revision} placeholder.",
         ),
     ],
 )

@@ -11,7 +11,10 @@ rebuild them in the triggerer from its serialised arguments; the adapters build 
   (None: the canary version's held-out evaluation set, named by its ``mlops.eval_set_uri`` tag; a
   version without it is refused before any traffic moves; else a parquet file, directory or local glob
   whose newest match is replayed); ``label_column`` (None: no quality checks; the label of the replayed
-  rows); ``request_rows`` (256: rows per model request).
+  rows); ``request_rows`` (256: rows per model request); ``task_type`` (None: the canary version's
+  ``mlops.task_type`` tag, else ``binary``; ``binary``, ``multiclass`` or ``regression``, which picks
+  the quality metrics); ``timestamp_column`` (None: no timestamp is kept; else the replayed rows' time
+  column, copied to the log and never passed to the models).
 - ``kserve``: ``service`` and ``namespace`` (required: the InferenceService); ``kubernetes_conn_id``
   (``kubernetes_default``); ``prometheus_conn_id`` (``prometheus_default``); ``prometheus_url`` (None:
   the connection's host); ``render`` (``{}``: more arguments of
@@ -31,7 +34,15 @@ if TYPE_CHECKING:
     from mlops_provider.canary.strategy import CanaryStrategy
 
 BACKENDS = ("batch", "kserve")
-_BATCH_KEYS = {"traffic_uri", "log_root", "entity_column", "label_column", "request_rows"}
+_BATCH_KEYS = {
+    "traffic_uri",
+    "log_root",
+    "entity_column",
+    "label_column",
+    "request_rows",
+    "task_type",
+    "timestamp_column",
+}
 # Required keys, with what they are for.
 _BATCH_REQUIRED = {
     "log_root": "where the per-step prediction logs go",

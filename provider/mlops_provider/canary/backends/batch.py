@@ -17,6 +17,12 @@ Fresh evidence per poll: the step's log is split into ``strategy.max_polls`` dis
 and poll ``i`` judges slice ``i`` only. No two polls of a step see the same rows, and the step is decided
 before the slices run out (see :attr:`~mlops_provider.canary.CanaryStrategy.max_polls`).
 
+What the models predict: ``task_type`` (``binary``, ``multiclass`` or ``regression``) says how their
+outputs are read and which quality metrics judge them (:func:`mlops_provider.ml.scoring.analyse`). By
+default it is the canary version's :data:`~mlops_provider.constants.TASK_TYPE_TAG` tag (set by the
+trainer), ``binary`` when the version has none; a champion tagged with another task than the canary's
+cannot be compared with it and the rollout is refused.
+
 Smoke test: the first version of a model (no champion to compare with) is promoted at once, but only
 after it scored a sample of the same rows (:data:`SMOKE_ROWS`) with an error rate within the strategy's
 limit (:meth:`BatchCanaryBackend.smoke_test`).
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlops_provider.constants import (
@@ -33,10 +40,11 @@ from mlops_provider.constants import (
     CHAMPION,
     EVAL_SET_URI_TAG,
     EVALUATION_WINDOW_TAG,
+    TASK_TYPE_TAG,
     TRAINING_WINDOW_TAG,
 )
 from mlops_provider.exceptions import ConfigurationError, DataNotFound
-from mlops_provider.ml import scoring
+from mlops_provider.ml import scoring, tasks
 from mlops_provider.ml.io import newest_match, read_parquet
 
 if TYPE_CHECKING:
@@ -46,9 +54,12 @@ SMOKE_ROWS = 300  # rows of the traffic a first model scores before it is promot
 
 
 class ModelLoader(Protocol):
-    """Loads a registered model version as a pyfunc model (in Airflow, the MLflow hook)."""
+    """Loads a registered model version as a pyfunc model, and opens a registry client (in Airflow, the
+    MLflow hook)."""
 
     def load_model(self, name: str, version: str | int) -> Any: ...
+
+    def session(self) -> AbstractContextManager[Any]: ...
 
 
 # ``version_tags(model name, version)``: the version's tags (in Airflow, read through the MLflow hook).
@@ -58,13 +69,20 @@ VersionTags = Callable[[str, str], dict[str, str]]
 class BatchCanaryBackend:
     """Replay a batch of traffic through champion and canary per step; analyse the prediction log.
 
-    :param mlflow_hook: loads the model versions.
+    Every keyword but ``version_tags`` and ``log`` is a ``backend_config`` key:
+
+    :param mlflow_hook: loads the model versions (and reads their task type when ``version_tags`` is
+        None).
     :param log_root: where the per-step prediction logs go (required).
+    :param entity_column: the key traffic is routed on and polls are sliced on (required).
     :param traffic_uri: parquet file (or local glob: the newest match) of the rows replayed at each step;
         None (default): the canary version's held-out evaluation set, its ``mlops.eval_set_uri`` tag.
     :param version_tags: reads a version's tags; needed when ``traffic_uri`` is None.
-    :param entity_column: the key traffic is routed on and polls are sliced on (required).
     :param label_column: when present in the traffic, quality metrics are computed (default None: none).
+    :param task_type: ``binary``, ``multiclass`` or ``regression``; None (default): the canary version's
+        ``mlops.task_type`` tag, ``binary`` when it has none.
+    :param timestamp_column: a column of the traffic copied to the prediction logs unscored, not fed
+        to the models (default None: none is kept; any column but the entity and the label is a feature).
     :param request_rows: rows per model request (default 256).
     """
 
@@ -77,13 +95,48 @@ class BatchCanaryBackend:
         traffic_uri: str | None = None,
         version_tags: VersionTags | None = None,
         label_column: str | None = None,
+        task_type: str | None = None,
+        timestamp_column: str | None = None,
         request_rows: int = 256,
         log: Any = None,
     ) -> None:
         self.hook, self.traffic_uri, self.log_root = mlflow_hook, traffic_uri, log_root.rstrip("/")
         self.version_tags = version_tags
         self.entity_column, self.label_column, self.request_rows = entity_column, label_column, request_rows
+        self.task_type = _known_task(task_type, "backend_config['task_type']") if task_type else None
+        self.timestamp_column = timestamp_column
         self.log = log
+
+    def task_type_of(self, name: str, canary: str, champion: str | None = None) -> str:
+        """What the models predict: ``task_type`` when given, else the canary's ``mlops.task_type`` tag
+        (``binary`` when untagged).
+
+        :raises ConfigurationError: an unknown task type, or a ``champion`` tagged with another task
+            than the canary's (it cannot be compared with it).
+        """
+        if self.task_type:
+            return self.task_type
+        tagged = self._tags(name, canary).get(TASK_TYPE_TAG)
+        task = _known_task(tagged or tasks.BINARY, f"{name!r} v{canary}'s tag {TASK_TYPE_TAG!r}")
+        other = self._tags(name, champion).get(TASK_TYPE_TAG) if champion else None
+        if other and other != task:
+            raise ConfigurationError(
+                f"Batch canary of {name!r} v{canary}: it is a {task} model ({TASK_TYPE_TAG}) and the "
+                f"champion v{champion} a {other} one; their predictions cannot be compared. Fix the tag "
+                "if it is wrong; a model of another task can only replace the champion by hand (set the "
+                "'champion' alias)."
+            )
+        return task
+
+    def _tags(self, name: str, version: str) -> dict[str, str]:
+        if self.version_tags is not None:
+            return self.version_tags(name, version)
+        with self.hook.session() as client:
+            return dict(client.get_model_version(name, version).tags or {})
+
+    def _kept(self) -> list[str]:
+        """The traffic's columns copied to the log unscored (the entity is always kept)."""
+        return [c for c in (self.label_column, self.timestamp_column) if c]
 
     def traffic(self, name: str, champion: str | None, canary: str) -> dict[str, str]:
         """The rows a step replays: ``{"traffic_uri", "traffic_source"}``: ``traffic_uri`` when given,
@@ -110,14 +163,17 @@ class BatchCanaryBackend:
         return {"traffic_uri": uri, "traffic_source": EVAL_SET_URI_TAG}
 
     def check(self, name: str, champion: str, canary: str) -> None:
-        """Refuse, before any traffic moves, a rollout with no rows to replay (see :meth:`traffic`)."""
+        """Refuse, before any traffic moves, a rollout with no rows to replay (see :meth:`traffic`), or
+        whose models predict different things (see :meth:`task_type_of`)."""
         self.traffic(name, champion, canary)
+        self.task_type_of(name, canary, champion)
 
     def step_log_uri(self, name: str, version: str, step: int) -> str:
         return f"{self.log_root}/rollouts/{name}/v{version}/step={step}/predictions.parquet"
 
     def set_weight(self, name: str, champion: str, canary: str, weight: int, step: int) -> dict[str, Any]:
         traffic = self.traffic(name, champion, canary)
+        task_type = self.task_type_of(name, canary, champion)
         resolved = traffic["traffic_uri"]
         frame = read_parquet(resolved, "Canary traffic")
         if frame.empty:
@@ -126,14 +182,14 @@ class BatchCanaryBackend:
             CHAMPION: (champion, self.hook.load_model(name, champion)),
             CANARY: (canary, self.hook.load_model(name, canary)),
         }
-        keep = [c for c in (self.label_column, "event_timestamp") if c]
         predictions = scoring.score(
             frame,
             models,
             entity_column=self.entity_column,
             weight=weight,
             salt=name,
-            keep_columns=keep,
+            task_type=task_type,
+            keep_columns=self._kept(),
             request_rows=self.request_rows,
             shadow=True,
             log=self.log,
@@ -158,14 +214,14 @@ class BatchCanaryBackend:
         if frame.empty:
             raise DataNotFound(f"Smoke-test traffic {traffic['traffic_uri']!r} has no rows to score.")
         sample = frame.sample(n=min(SMOKE_ROWS, len(frame)), random_state=0)
-        keep = [c for c in (self.label_column, "event_timestamp") if c]
         predictions = scoring.score(
             sample,
             {CHAMPION: (version, self.hook.load_model(name, version))},
             entity_column=self.entity_column,
             weight=0,
             salt=name,
-            keep_columns=keep,
+            task_type=self.task_type_of(name, version),
+            keep_columns=self._kept(),
             request_rows=self.request_rows,
             log=self.log,
         )
@@ -198,14 +254,17 @@ class BatchCanaryBackend:
     def values(
         self, name: str, version: str, step: int, strategy: CanaryStrategy, *, poll: int
     ) -> dict[str, Any]:
-        """``{check name: (canary, champion)}`` from poll ``poll``'s slice of the step's log."""
+        """``{check name: (canary, champion)}`` from poll ``poll``'s slice of the step's log, for the
+        checks that apply to the canary's task (see :meth:`task_type_of`); the others are left out."""
+        task_type = self.task_type_of(name, version)
         metrics = scoring.analyse(
             self.poll_rows(name, version, step, poll, strategy),
             self.label_column,
+            task_type=task_type,
             min_samples=strategy.min_samples,
             min_positives=strategy.min_positives,
         )
-        return {check.name: metrics[check.query] for check in strategy.metrics}
+        return {check.name: metrics[check.query] for check in strategy.checks_for(task_type)}
 
     def errors(
         self, name: str, version: str, step: int, strategy: CanaryStrategy, *, poll: int
@@ -213,6 +272,14 @@ class BatchCanaryBackend:
         """``{"canary", "champion"}``: each variant's error summary in poll ``poll``'s slice (None: no
         errors), see :func:`mlops_provider.ml.scoring.error_summaries`."""
         return scoring.error_summaries(self.poll_rows(name, version, step, poll, strategy))
+
+
+def _known_task(task_type: str, source: str) -> str:
+    if task_type not in tasks.TASK_TYPES:
+        raise ConfigurationError(
+            f"Batch canary: {source} is {task_type!r}, not a task type; use one of {list(tasks.TASK_TYPES)}."
+        )
+    return task_type
 
 
 def _window(tags: dict[str, str], tag: str, name: str, version: str) -> tuple[dt.date, dt.date] | None:
