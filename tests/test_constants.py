@@ -71,9 +71,10 @@ def _trainer_run_tags() -> list[str]:
     return keys
 
 
-def test_the_trainer_writes_exactly_the_tags_the_registry_searches_for() -> None:
-    # The values are checked on a real run in tests/trainer/test_run.py.
-    assert set(_trainer_run_tags()) == {*c.FINGERPRINT_TAGS, c.TRAINING_SET_URI_TAG}
+def test_the_trainer_writes_exactly_the_tags_the_registry_searches_for_and_the_gate_reads() -> None:
+    # The values are checked on a real run in tests/trainer/test_run.py; the task type is what the gate
+    # and the canary judge the version as when they are not told.
+    assert set(_trainer_run_tags()) == {*c.FINGERPRINT_TAGS, c.TRAINING_SET_URI_TAG, c.TASK_TYPE_TAG}
 
 
 def test_kserve_coordinates_and_the_tag_limit() -> None:

@@ -126,7 +126,11 @@ def helpdesk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture
-def connections(helpdesk: dict[str, Any], mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def connections(
+    helpdesk: dict[str, Any], airflow_db: Any, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections as environment variables; the worker's Airflow database set up first, since an
+    operator's lookups may open it and a later reset must find it in a known state."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_FEAST_HELPDESK",
         json.dumps({"conn_type": "feast", "extra": {"repo_path": str(helpdesk["repo"])}}),
