@@ -13,10 +13,11 @@ PYTEST_WORKERS ?= 2
 help:
 	@echo "make demo   set up .venv and run the ML pipeline under a real Airflow scheduler (see README)"
 	@echo "            SCENARIO=worse-challenger adds a worse model that the gate stops"
+	@echo "            PROFILE=production runs it on Celery workers, PostgreSQL, Redis and S3 (docs/production.md)"
 	@echo "make test   set up .venv and run every test (unit, dag.test(), real servers)"
 	@echo "make bench  run the benchmarks and rewrite docs/benchmarks.md"
 	@echo "make docs   build the docs site into site/ (mkdocs build --strict)"
-	@echo "make down   stop what 'make demo' started"
+	@echo "make down   stop what 'make demo' started (both profiles)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,11 +33,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages that integration-test fixtures start on loopback: PostgreSQL (MLflow's store),
-# Prometheus and its Pushgateway (the KServe canary analysis); chromium drives the UI plugin's browser test;
-# npm fetches mermaid for the docs site (`make docs`).
+# Prometheus and its Pushgateway (the KServe canary analysis), Redis (the production profile's broker and
+# online store); chromium drives the UI plugin's browser test; npm fetches mermaid for the docs site (`make docs`).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v redis-server >/dev/null || test -x /usr/bin/redis-server || { \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends redis-server >/dev/null; }
 	@command -v prometheus >/dev/null && command -v prometheus-pushgateway >/dev/null || { \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends prometheus prometheus-pushgateway >/dev/null; }
@@ -57,9 +61,12 @@ test: install system-deps lint docs
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 # make demo SCENARIO=worse-challenger: the same story, then a worse model that the gate stops.
+# make demo PROFILE=production: the same story on Celery workers, PostgreSQL, Redis and S3 (moto), which
+# need `make system-deps`.
 demo: install
-	$(BIN)/python -m tools.demo up $(if $(SCENARIO),--scenario $(SCENARIO))
+	$(BIN)/python -m tools.demo up $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(PROFILE),--profile $(PROFILE))
 
+# Stops both profiles' servers; their data stays (make clean removes it).
 down:
 	@test -x $(BIN)/python && $(BIN)/python -m tools.demo down || true
 
@@ -85,4 +92,4 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean: down
-	rm -rf .demo data site .pytest_cache .ruff_cache
+	rm -rf .demo .production data site .pytest_cache .ruff_cache

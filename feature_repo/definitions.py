@@ -2,7 +2,7 @@
 
 The offline root is a directory of daily parquet partitions (``date=YYYY-MM-DD/part-00000.parquet``)
 that the feature pipeline publishes after validation. Set MLOPS_OFFLINE_ROOT to an s3:// URI in
-production; a relative path resolves against this repo.
+production (with AWS_ENDPOINT_URL for an S3-compatible store); a relative path resolves against this repo.
 """
 
 import os
@@ -27,6 +27,9 @@ customer_activity_source = FileSource(
     name="customer_activity_source",
     path=f"{OFFLINE_ROOT}/customer_activity",
     timestamp_field="event_timestamp",
+    # An S3-compatible endpoint other than AWS (AWS_ENDPOINT_URL): pyarrow's S3 filesystem, which
+    # Feast builds for s3:// sources, does not read that variable. Empty: AWS itself, or local files.
+    s3_endpoint_override=os.environ.get("AWS_ENDPOINT_URL", ""),
 )
 
 # Engagement, billing and support signals of the last days; a snapshot stays valid for two days.

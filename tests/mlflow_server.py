@@ -8,7 +8,6 @@ store, so a test can check how a client behaves while MLflow is down.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,15 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tools.services import free_port
 
 _MLFLOW = Path(sys.executable).with_name("mlflow")
 _START_TIMEOUT_S = 240.0  # a loaded 2-core CI box needs far more than the usual 15 s
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class MLflowServer:
@@ -39,7 +33,7 @@ class MLflowServer:
 
     def __init__(self, root: Path, port: int | None = None) -> None:
         self.root = root
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.backend_store_uri = f"sqlite:///{root / 'mlflow.db'}"
         self.artifacts_destination = str(root / "artifacts")
         self.tracking_uri = f"http://127.0.0.1:{self.port}"

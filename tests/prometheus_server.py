@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.mlflow_server import _free_port
+from tools.services import free_port
 
 _START_TIMEOUT_S = 60.0
 SCRAPE_INTERVAL_S = 1.0
@@ -48,7 +47,7 @@ class PrometheusStack:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.prometheus_port, self.pushgateway_port = _free_port(), _free_port()
+        self.prometheus_port, self.pushgateway_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.prometheus_port}"
         self.pushgateway_url = f"http://127.0.0.1:{self.pushgateway_port}"
         self._processes: list[subprocess.Popen[bytes]] = []

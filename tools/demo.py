@@ -1,8 +1,10 @@
 """``make demo``: generate data, start the embedded stack, run the shipped DAGs, print what happened.
 
 ``python -m tools.demo up`` is idempotent: a second run reuses the running servers and the
-data already there, and only adds what is missing. ``python -m tools.demo down`` (``make
-down``) stops the servers; Ctrl-C during ``up`` does the same.
+data already there, and only adds what is missing. ``--profile production`` (``make demo
+PROFILE=production``) runs the same story on PostgreSQL, Redis, S3 and Celery workers
+(:mod:`tools.production`). ``python -m tools.demo down`` (``make down``) stops the servers of
+both profiles; Ctrl-C during ``up`` does the same for the one it started.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops_provider.example_data.generator import GeneratorConfig, generate
+from tools import production
+from tools.airflow_stack import AirflowStack
 from tools.local_stack import LocalStack
 
 PIPELINE = [
@@ -35,6 +39,7 @@ ACTIVE = ("queued", "running")
 # arriving day. Labels land LABEL_DELAY days after their snapshot.
 HISTORY, ARRIVING, LABEL_DELAY = 4, 4, 2
 SCENARIOS = ("retrain", "worse-challenger")
+PROFILES = ("local", "production")
 # The "worse-challenger" scenario's last training run: a deliberately under-trained model.
 WORSE = {"epochs": 1, "lr": 0.0005, "hidden": [4]}
 
@@ -61,26 +66,28 @@ def generator_config(days: list[dt.date], rows_per_day: int) -> GeneratorConfig:
     )
 
 
-def generate_data(stack: LocalStack, days: list[dt.date], rows_per_day: int, *, log=print) -> None:
+def generate_data(stack: AirflowStack, days: list[dt.date], rows_per_day: int, *, log=print) -> None:
     """Write every day's feature and label partitions into the landing area."""
-    landing = stack.data_root / "landing"
+    landing = stack.landing_dir
     log(
         f"Generating {len(days)} days x {rows_per_day} customers into {landing} "
         f"(features and churn drift from {days[HISTORY]}; labels land {LABEL_DELAY} days late) ..."
     )
     generate(generator_config(days, rows_per_day), landing, days[0], len(days))
+    if copied := stack.publish_landing():
+        log(f"  uploaded {copied} files to the landing area the DAGs read")
 
 
-def _runs(stack: LocalStack, dag_id: str) -> list[dict[str, Any]]:
+def _runs(stack: AirflowStack, dag_id: str) -> list[dict[str, Any]]:
     return stack.api(f"dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
 
 
-def _trigger(stack: LocalStack, dag_id: str, conf: dict[str, Any]) -> None:
+def _trigger(stack: AirflowStack, dag_id: str, conf: dict[str, Any]) -> None:
     stack.airflow("dags", "trigger", dag_id, "--conf", json.dumps(conf))
 
 
 def wait_until_settled(
-    stack: LocalStack, at_least: dict[str, int], *, quiet_s: float = 20, timeout: float = 1800, log=print
+    stack: AirflowStack, at_least: dict[str, int], *, quiet_s: float = 20, timeout: float = 1800, log=print
 ) -> dict[str, list[dict[str, Any]]]:
     """Wait until each DAG in ``at_least`` has that many runs and no DAG of the bundle has run for
     ``quiet_s``: Asset events start the next DAGs a scheduler loop later, so one idle look is not enough.
@@ -107,7 +114,7 @@ def wait_until_settled(
 
 
 def run_pipeline(
-    stack: LocalStack, days: list[dt.date], *, scenario: str = "retrain", log=print
+    stack: AirflowStack, days: list[dt.date], *, scenario: str = "retrain", log=print
 ) -> dict[str, Any]:
     """Run the shipped DAGs under the real scheduler and tell the story of ``days``.
 
@@ -202,7 +209,7 @@ def run_pipeline(
     return results
 
 
-def model_summary(stack: LocalStack) -> list[str]:
+def model_summary(stack: AirflowStack) -> list[str]:
     """Per registered version: aliases, windows, the gate's held-out evidence, the canary's walk."""
     import mlflow
 
@@ -247,7 +254,7 @@ def gate_evidence(tags: dict[str, str]) -> str:
     )
 
 
-def drift_summary(stack: LocalStack) -> list[str]:
+def drift_summary(stack: AirflowStack) -> list[str]:
     """One line per drift detection logged by the drift monitor: data, reference version, verdict."""
     import mlflow
 
@@ -271,7 +278,7 @@ def drift_summary(stack: LocalStack) -> list[str]:
     return lines
 
 
-def print_summary(stack: LocalStack, results: dict[str, Any]) -> None:
+def print_summary(stack: AirflowStack, results: dict[str, Any]) -> None:
     print("\n=== DAG runs ===")
     # In the order they were queued, so the cascade reads top to bottom.
     runs = sorted(
@@ -292,11 +299,33 @@ def print_summary(stack: LocalStack, results: dict[str, Any]) -> None:
     print("Stop everything with `make down`.")
 
 
+def make_stack(args: argparse.Namespace, profile: str) -> AirflowStack:
+    """The stack of ``profile`` (``local``: .demo/, ``production``: .production/) from the command line."""
+    project = args.project_dir.resolve()
+    if profile == "production":
+        return production.from_args(args)
+    return LocalStack(
+        project_dir=project,
+        state_dir=(args.state_dir or project / ".demo").resolve(),
+        airflow_port=args.airflow_port,
+        mlflow_port=args.mlflow_port,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("--project-dir", type=Path, default=Path.cwd())
-    parser.add_argument("--state-dir", type=Path, default=None, help="default: <project>/.demo")
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="default: <project>/.demo, or .production"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="local (default): airflow standalone on SQLite; production: Celery, PostgreSQL, Redis, S3. "
+        "down without it stops both.",
+    )
     parser.add_argument(
         "--scenario",
         choices=SCENARIOS,
@@ -306,17 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-day", type=int, default=int(os.environ.get("DEMO_ROWS_PER_DAY", 2000)))
     parser.add_argument("--airflow-port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 8080)))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", 5000)))
+    production.add_arguments(parser)  # the production profile's PostgreSQL, Redis and S3 ports
     args = parser.parse_args(argv)
-    stack = LocalStack(
-        project_dir=args.project_dir.resolve(),
-        state_dir=(args.state_dir or args.project_dir / ".demo").resolve(),
-        airflow_port=args.airflow_port,
-        mlflow_port=args.mlflow_port,
-    )
     if args.action == "down":
-        stopped = stack.stop()
-        print(f"Stopped: {', '.join(stopped) or 'nothing was running'}")
+        for profile in [args.profile] if args.profile else PROFILES:
+            stopped = make_stack(args, profile).stop()
+            print(f"Stopped ({profile}): {', '.join(stopped) or 'nothing was running'}")
         return 0
+    stack = make_stack(args, args.profile or "local")
 
     def interrupted(signum, frame):  # Ctrl-C stops what we started
         print("\nInterrupted: stopping the servers ...")
@@ -326,9 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, interrupted)
     started = time.monotonic()
     days = demo_days()
-    generate_data(stack, days, args.rows_per_day)
-    print(f"Starting airflow standalone on {stack.airflow_url} and MLflow on {stack.mlflow_url} ...")
-    stack.start()
+    if isinstance(stack, production.ProductionStack):
+        # The landing files go to S3, which must run first.
+        print(f"Starting the production profile (Celery, PostgreSQL, Redis, S3) in {stack.state_dir} ...")
+        stack.start()
+        generate_data(stack, days, args.rows_per_day)
+    else:
+        generate_data(stack, days, args.rows_per_day)
+        print(f"Starting airflow standalone on {stack.airflow_url} and MLflow on {stack.mlflow_url} ...")
+        stack.start()
     results = run_pipeline(stack, days, scenario=args.scenario)
     print_summary(stack, results)
     print(f"Done in {time.monotonic() - started:.0f} s.")

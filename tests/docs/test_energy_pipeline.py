@@ -26,7 +26,7 @@ from mlops_provider.constants import (
     TASK_TYPE_TAG,
 )
 from tests.conftest import ROOT
-from tests.dags.test_dag_parse import HEAVY
+from tests.dags.test_dag_parse import HEAVY, PROBE
 
 pytestmark = pytest.mark.xdist_group("energy_pipeline")
 
@@ -204,14 +204,9 @@ def test_a_landing_file_without_the_target_is_quarantined_and_stops_the_run(ener
 
 
 def test_the_dag_file_imports_no_heavy_library(energy):
-    probe = (
-        "import json, runpy, sys\n"
-        "runpy.run_path(sys.argv[1])\n"
-        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[2])))))\n"
-    )
     dag_file = energy["pipeline"] / "energy_pipeline.py"
     out = subprocess.run(
-        [sys.executable, "-c", probe, str(dag_file), json.dumps(HEAVY)],
+        [sys.executable, "-c", PROBE, str(dag_file), json.dumps(HEAVY)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -97,6 +97,47 @@ def test_validate_dataframe_builds_data_docs(hook: GXHook, docs_dir: Path, tmp_p
     assert not again.success
 
 
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch):
+    """moto's S3 server on loopback, found by clients through AWS_ENDPOINT_URL; a bucket ``docs``."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from tools.services import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="docs")
+    yield client
+    server.stop()
+
+
+def test_data_docs_on_s3_are_built_locally_and_copied_up(s3, tmp_path: Path) -> None:
+    frame = GXHook().read_batch(_write(tmp_path))
+    urls = []
+    for run in ("first", "second"):  # two tasks, two hooks: the second leaves the first page alone
+        hook = GXHook(data_docs_dir="s3://docs/data_docs")
+        _, url = hook.validate(
+            hook.load_suite(SUITE),
+            data_asset_name="customer_activity",
+            dataframe=frame,
+            suite_parameters=PARAMS,
+            run_name=run,
+        )
+        urls.append(url)
+
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="docs")["Contents"]}
+    assert "data_docs/index.html" in keys
+    for url in urls:
+        assert url.startswith("s3://docs/data_docs/validations/") and url.removeprefix("s3://docs/") in keys
+    assert urls[0] != urls[1]
+
+
 def test_validate_sql_table_and_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "warehouse.db"
     with sqlite3.connect(db) as con:

@@ -109,10 +109,9 @@ def test_transport_errors_are_service_unavailable(k8s_api: FakeCustomObjects) ->
 def test_hook_builds_the_client_from_the_kubernetes_connection(monkeypatch, tmp_path) -> None:
     """The real cncf.kubernetes connection path, against an API server that is not there."""
     from kubernetes.client import CustomObjectsApi
+    from tools.services import free_port
 
-    from tests.mlflow_server import _free_port
-
-    port = _free_port()
+    port = free_port()
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",

@@ -11,13 +11,13 @@ import time
 import uuid
 
 import pytest
+from tools.services import free_port
 
 from mlops_provider.canary import CanaryStrategy, MetricCheck, judge_poll
 from mlops_provider.canary.backends.kserve import DEFAULT_KSERVE_CHECKS
 from mlops_provider.constants import FAIL, NO_DATA, PASS
 from mlops_provider.exceptions import ConfigurationError, ServiceUnavailable
 from mlops_provider.hooks.prometheus import PrometheusHook
-from tests.mlflow_server import _free_port
 from tests.prometheus_server import PrometheusStack
 
 pytestmark = pytest.mark.xdist_group("prometheus")
@@ -164,7 +164,7 @@ def test_template_with_single_braces_is_refused(prometheus_stack) -> None:
 
 
 def test_unreachable_prometheus_names_the_url() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ServiceUnavailable, match=f"Prometheus at {url}/api/v1/query is unreachable"):
         PrometheusHook(base_url=url).query("up")
     ok, message = PrometheusHook(base_url=url).test_connection()
@@ -188,7 +188,7 @@ def test_connection_fields_and_test_connection(prometheus_stack, monkeypatch) ->
     ok, message = hook.test_connection()  # Prometheus without auth ignores the header
     assert ok and message.startswith("Connected to Prometheus 2.") and "s3cr3t-pw" not in message
 
-    monkeypatch.setenv("AIRFLOW_CONN_PROMETHEUS_DEFAULT", json.dumps(conn | {"port": _free_port()}))
+    monkeypatch.setenv("AIRFLOW_CONN_PROMETHEUS_DEFAULT", json.dumps(conn | {"port": free_port()}))
     with pytest.raises(ServiceUnavailable) as err:
         PrometheusHook().query("up")
     assert "s3cr3t-pw" not in str(err.value) and "alice" not in str(err.value)

@@ -15,7 +15,7 @@ import sys
 from importlib import metadata
 
 import pytest
-from tools.local_stack import free_port
+from tools.services import free_port
 
 from mlops_provider.plugins import ml_models
 from tests.conftest import ROOT

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from tools.services import free_port
 
 from mlops_provider.exceptions import ServiceUnavailable
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.plugins.overview import model_overview
 from tests.mlflow_helpers import connection_env
-from tests.mlflow_server import _free_port
 from tests.plugins.conftest import UI, XDIST_GROUP
 
 pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
@@ -132,7 +132,7 @@ def test_every_registered_model_is_listed_when_no_names_are_given(state) -> None
 
 
 def test_an_unreachable_server_raises_service_unavailable_at_once(monkeypatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", connection_env(f"http://127.0.0.1:{_free_port()}"))
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", connection_env(f"http://127.0.0.1:{free_port()}"))
 
     with pytest.raises(ServiceUnavailable, match="could not be reached"):
         model_overview(MLflowHook(http_max_retries=0))

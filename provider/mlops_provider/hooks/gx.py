@@ -2,7 +2,8 @@
 
 Each hook builds its own ephemeral GX context, so tasks running side by side share no GX state. Data
 docs are the only thing GX writes to disk: a static site in ``data_docs_dir`` whose index lists every
-validation page ever written there.
+validation page ever written there. GX Core 1.x writes local files only, so the site of a remote
+``data_docs_dir`` (``s3://``) is built in a local temp dir and copied there after each validation.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
+import tempfile
+import urllib.parse
+import weakref
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +44,7 @@ class GXHook(BaseHook):
 
     :param conn_id: Airflow connection of the database holding SQL batches (any conn type whose
         hook exposes ``sqlalchemy_url`` or ``get_uri()``, and ``sqlite``).
-    :param data_docs_dir: directory (local) where data docs are built; None builds none.
+    :param data_docs_dir: directory (local path or ``s3://`` URI) of the data docs site; None builds none.
     """
 
     conn_name_attr = "conn_id"
@@ -61,11 +66,27 @@ class GXHook(BaseHook):
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         for site in list(context.get_site_names()):
             context.delete_data_docs_site(site)  # the default site writes to a throwaway temp dir
-        if self.data_docs_dir:
-            backend = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(self.data_docs_dir)}
+        if self._docs_build_dir:
+            backend = {"class_name": "TupleFilesystemStoreBackend", "base_directory": self._docs_build_dir}
             site = {"class_name": "SiteBuilder", "show_how_to_buttons": False, "store_backend": backend}
             context.add_data_docs_site(DATA_DOCS_SITE, site)
         return context
+
+    @cached_property
+    def _docs_build_dir(self) -> str | None:
+        """Where GX builds the data docs: ``data_docs_dir``, or a local temp dir for a remote one."""
+        if not self.data_docs_dir or not _is_remote(self.data_docs_dir):
+            return str(self.data_docs_dir) if self.data_docs_dir else None
+        local = tempfile.mkdtemp(prefix="mlops-gx-docs-")
+        weakref.finalize(self, shutil.rmtree, local, True)
+        return local
+
+    def _publish_docs(self, local_url: str) -> str:
+        """Copy the locally built site to the remote ``data_docs_dir``; return the page's remote URI."""
+        remote, local = str(self.data_docs_dir).rstrip("/"), str(self._docs_build_dir)
+        _copy_tree(local, remote)
+        page = urllib.parse.unquote(local_url.removeprefix("file://"))
+        return f"{remote}/{os.path.relpath(page, local)}"
 
     def get_conn(self) -> EphemeralDataContext:
         """Return the GX context."""
@@ -221,6 +242,8 @@ class GXHook(BaseHook):
         if self.data_docs_dir:
             urls = context.get_docs_sites_urls(resource_identifier=key, site_names=[DATA_DOCS_SITE])
             url = urls[0]["site_url"] if urls else None
+            if url and _is_remote(self.data_docs_dir):
+                url = self._publish_docs(url)
         return result, url
 
     def quarantine(self, source: str | None, destination: str, report: dict[str, Any]) -> str:
@@ -290,10 +313,24 @@ def _drop_asset(source: Any, name: str) -> None:
         source.delete_asset(name)
 
 
+def _is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _copy_tree(source: str, destination: str) -> None:
+    """Copy every file under ``source`` to ``destination`` (local paths or URIs), replacing same names."""
+    import pyarrow.fs as pafs
+
+    src_fs, src = _filesystem(source)
+    dst_fs, dst = _filesystem(destination)
+    dst_fs.create_dir(dst, recursive=True)
+    pafs.copy_files(src, dst, source_filesystem=src_fs, destination_filesystem=dst_fs)
+
+
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     import pyarrow.fs as pafs
 
-    if "://" in uri and not uri.startswith("file://"):
+    if _is_remote(uri):
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), os.path.abspath(uri.removeprefix("file://"))
 

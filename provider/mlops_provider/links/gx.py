@@ -16,8 +16,8 @@ DATA_DOCS_XCOM_KEY = "gx_data_docs"
 class GXDataDocsLink(BaseOperatorLink):
     """Link to the data docs page that ``GXValidateOperator`` pushed to XCom (``gx_data_docs``).
 
-    The page is a ``file://`` URL on the worker; serve ``data_docs_dir`` from a shared volume or a web
-    server for the link to open from the UI.
+    The page is a ``file://`` URL on the worker, or the ``s3://`` URI of its copy when ``data_docs_dir``
+    is on S3; serve ``data_docs_dir`` from a shared volume or a web server for the link to open from the UI.
     """
 
     name = "GX Data Docs"

@@ -44,8 +44,8 @@ class GXValidateOperator(BaseOperator):
     :param on_empty: a batch of 0 rows is skipped (``skip``: downstream tasks are skipped) or is a
         validation failure (``fail``) handled as ``on_failure`` says.
     :param quarantine_root: where ``quarantine`` puts bad batches (local path or ``s3://`` URI).
-    :param data_docs_dir: local directory of the data docs site; defaults to
-        ``$AIRFLOW_HOME/gx_data_docs``; an empty string builds no data docs.
+    :param data_docs_dir: directory of the data docs site, a local path or an ``s3://`` URI; defaults
+        to ``$AIRFLOW_HOME/gx_data_docs``; an empty string builds no data docs.
     :param batch_id: names the batch in messages, data docs and the quarantine area.
     :return: the summary: ``success``, ``suite``, ``data_asset``, ``batch_id``, ``statistics``
         (GX's evaluated, successful and unsuccessful expectation counts and success percent),
