@@ -19,6 +19,7 @@ from mlops_provider.constants import JOIN_KEYS_METADATA, TIMESTAMP_COLUMN_METADA
 from mlops_provider.exceptions import ConfigurationError, DataNotFound, EmptyPartition
 from mlops_provider.hooks.feast import FEAST_ENTITY_TIMESTAMP, FeastHook, parse_instant
 from mlops_provider.ml.io import write_atomically
+from mlops_provider.utils.storage import exists, is_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +98,7 @@ class FeastPublishPartitionOperator(_FeastOperator):
                 f"partition={self.partition!r} is not a day (YYYY-MM-DD); pass e.g. '{{{{ ds }}}}'."
             ) from None
         source = ObjectStoragePath(self.source_uri)
-        if not source.is_file():
+        if not is_file(source):
             raise DataNotFound(
                 f"Validated partition {self.source_uri} of feature view {self.feature_view!r} does not exist; "
                 "check the upstream validation task's output."
@@ -443,7 +444,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
         files: Any
         if isinstance(source, list):
             paths = [ObjectStoragePath(item) for item in source]
-            absent = [item for item, p in zip(source, paths, strict=True) if not p.is_file()]
+            absent = [item for item, p in zip(source, paths, strict=True) if not is_file(p)]
             if absent:
                 raise DataNotFound(
                     f"entity_df files {absent} do not exist; check the path or re-run their producer."
@@ -453,7 +454,7 @@ class FeastHistoricalFeaturesOperator(_FeastOperator):
             path = ObjectStoragePath(source)
             if any(ch in source for ch in "*?["):
                 files = sorted(path.fs.glob(path.path))
-            elif path.exists():
+            elif exists(path):
                 files = path.path
             else:
                 files = []

@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator, Context
 
 from mlops_provider.exceptions import DataNotFound
 from mlops_provider.ml.io import write_atomically
+from mlops_provider.utils.storage import is_file
 
 
 class ExtractPartitionOperator(BaseOperator):
@@ -40,7 +41,7 @@ class ExtractPartitionOperator(BaseOperator):
 
         source = ObjectStoragePath(self.source_uri, conn_id=self.conn_id)
         destination = ObjectStoragePath(self.destination_uri, conn_id=self.conn_id)
-        if not source.is_file():
+        if not is_file(source):
             raise DataNotFound(
                 f"Partition {self.source_uri} does not exist. Check that upstream delivered this day's file "
                 "(and the landing_path param), then clear this task to re-run."

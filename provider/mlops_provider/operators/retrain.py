@@ -21,6 +21,7 @@ from mlops_provider.ml.windows import (
     Window,
     decide_retrain,
 )
+from mlops_provider.utils.storage import exists
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
@@ -155,7 +156,7 @@ class RetrainDecisionOperator(BaseOperator):
         found, missing = [], []
         for day in window.days:
             uri = self.label_partition_uri.format(day=day.isoformat())
-            if ObjectStoragePath(uri).exists():
+            if exists(ObjectStoragePath(uri)):
                 found.append(uri)
             else:
                 missing.append(day.isoformat())
