@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,17 +162,30 @@ class AirflowStack:
             time.sleep(5 * attempt)
         raise RuntimeError(f"airflow {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
-    def api(self, path: str, method: str = "GET", body: Any = None) -> Any:
-        """Call the Airflow REST API (``/api/v2/...``) as the admin user."""
-        token = self._token()
-        req = urllib.request.Request(
-            f"{self.airflow_url}/api/v2/{path.lstrip('/')}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read() or b"null")
+    def api(self, path: str, method: str = "GET", body: Any = None, *, patience_s: float = 120) -> Any:
+        """Call the Airflow REST API (``/api/v2/...``) as the admin user.
+
+        An idempotent call (not a POST) that is refused or meets a server error (the metadata database
+        restarting, say) is tried again for ``patience_s`` seconds; a client error (4xx) is raised at once.
+        """
+        deadline = time.monotonic() + (patience_s if method != "POST" else 0)
+        while True:
+            try:
+                req = urllib.request.Request(
+                    f"{self.airflow_url}/api/v2/{path.lstrip('/')}",
+                    method=method,
+                    data=json.dumps(body).encode() if body is not None else None,
+                    headers={"Authorization": f"Bearer {self._token()}", "Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    return json.loads(resp.read() or b"null")
+            except urllib.error.HTTPError as err:
+                if err.code < 500 or time.monotonic() > deadline:
+                    raise
+            except urllib.error.URLError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(3)
 
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         """The state of one task instance of a run."""

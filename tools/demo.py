@@ -44,8 +44,8 @@ PROFILES = ("local", "production")
 WORSE = {"epochs": 1, "lr": 0.0005, "hidden": [4]}
 
 
-def demo_days(today: dt.date | None = None) -> list[dt.date]:
-    """HISTORY days ending yesterday, then ARRIVING days from today on.
+def demo_days(today: dt.date | None = None, history: int = HISTORY) -> list[dt.date]:
+    """``history`` days ending yesterday, then ARRIVING days from today on.
 
     Unpausing the daily pipelines makes the scheduler run the latest complete interval (yesterday)
     itself, so the history ends there; the arriving days are delivered by this script, as a landing
@@ -53,7 +53,7 @@ def demo_days(today: dt.date | None = None) -> list[dt.date]:
     list, not of the date, so every date tells the same story with the same numbers.
     """
     today = today or dt.datetime.now(dt.UTC).date()
-    return [today + dt.timedelta(days=i - HISTORY) for i in range(HISTORY + ARRIVING)]
+    return [today + dt.timedelta(days=i - history) for i in range(history + ARRIVING)]
 
 
 def generator_config(days: list[dt.date], rows_per_day: int) -> GeneratorConfig:
@@ -61,7 +61,7 @@ def generator_config(days: list[dt.date], rows_per_day: int) -> GeneratorConfig:
     return GeneratorConfig(
         rows_per_day=rows_per_day,
         epoch=days[0],
-        drift_from=days[HISTORY],
+        drift_from=days[-ARRIVING],
         label_delay_days=LABEL_DELAY,
     )
 
@@ -71,7 +71,7 @@ def generate_data(stack: AirflowStack, days: list[dt.date], rows_per_day: int, *
     landing = stack.landing_dir
     log(
         f"Generating {len(days)} days x {rows_per_day} customers into {landing} "
-        f"(features and churn drift from {days[HISTORY]}; labels land {LABEL_DELAY} days late) ..."
+        f"(features and churn drift from {days[-ARRIVING]}; labels land {LABEL_DELAY} days late) ..."
     )
     generate(generator_config(days, rows_per_day), landing, days[0], len(days))
     if copied := stack.publish_landing():
@@ -84,6 +84,31 @@ def _runs(stack: AirflowStack, dag_id: str) -> list[dict[str, Any]]:
 
 def _trigger(stack: AirflowStack, dag_id: str, conf: dict[str, Any]) -> None:
     stack.airflow("dags", "trigger", dag_id, "--conf", json.dumps(conf))
+
+
+def create_backfill(stack: AirflowStack, dag_id: str, first: dt.date, last: dt.date, *, log=print) -> None:
+    """``airflow backfill create`` for ``first`` .. ``last``; a backfill of the DAG that runs already is kept.
+
+    Idempotent: a second ``make demo`` finds the first one's backfill, and a CLI call retried after
+    "database is locked" may find the one its first attempt created.
+    """
+    try:
+        stack.airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            dag_id,
+            "--from-date",
+            first.isoformat(),
+            "--to-date",
+            last.isoformat(),
+            "--reprocess-behavior",
+            "failed",
+        )
+    except RuntimeError as err:
+        if "AlreadyRunningBackfill" not in str(err):
+            raise
+        log(f"  {dag_id}: a backfill runs already; kept")
 
 
 def wait_until_settled(
@@ -137,28 +162,19 @@ def run_pipeline(
     downstream = ["drift_monitor", "training_pipeline", "canary_rollout", "batch_scoring"]
     for dag_id in downstream:
         stack.airflow("dags", "pause", dag_id)  # until there are features, labels and a champion
-    history, arriving = days[:HISTORY], days[HISTORY:]
+    history, arriving = days[:-ARRIVING], days[-ARRIVING:]
     labelled = history[LABEL_DELAY:]  # landing days whose labels refer to a day of the history
 
     log(
         f"1. History: features of {history[0]} .. {history[-1]}; the labels that landed on {labelled[0]} .. {labelled[-1]} ..."
     )
-    stack.airflow(
-        "backfill",
-        "create",
-        "--dag-id",
-        "feature_pipeline",
-        "--from-date",
-        history[0].isoformat(),
-        "--to-date",
-        history[-2].isoformat(),
-        "--reprocess-behavior",
-        "failed",
-    )
+    # Backfills queue their days at once (up to 10 runs active per backfill); yesterday's interval is
+    # the scheduler's own, once the DAGs are unpaused.
+    for dag_id, backfilled in (("feature_pipeline", history[:-1]), ("label_pipeline", labelled[:-1])):
+        if backfilled:
+            create_backfill(stack, dag_id, backfilled[0], backfilled[-1], log=log)
     for dag_id in ("feature_pipeline", "label_pipeline"):
-        stack.airflow("dags", "unpause", dag_id)  # the scheduler runs yesterday's interval itself
-    for day in labelled[:-1]:
-        _trigger(stack, "label_pipeline", {"day": day.isoformat()})
+        stack.airflow("dags", "unpause", dag_id)
     stack.wait_for_runs("feature_pipeline", count=len(history), timeout=300 + 90 * len(history))
     stack.wait_for_runs("label_pipeline", count=len(labelled), timeout=600)
 

@@ -44,6 +44,10 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", *
 # Stopped stage by stage, each stage at once: what uses a server stops before it.
 STOP_STAGES = (AIRFLOW_COMPONENTS, ("mlflow", "s3", "redis"), ("postgres",))
 STOP_SIGNALS = {"postgres": signal.SIGINT}  # PostgreSQL's fast shutdown; SIGTERM waits for clients
+# The scheduler, DAG processor and triggerer exit when their database goes away, and expect their process
+# manager to start them again (systemd's Restart=always, a Kubernetes Deployment): tools.respawn does, for
+# them and the API server.
+RESPAWN = [sys.executable, "-m", "tools.respawn", "--"]
 # The API's /monitor/health key of each component that reports a heartbeat there.
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
@@ -154,12 +158,20 @@ class ProductionStack(AirflowStack):
             "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{airflow_db}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+            # Airflow's Celery settings, plus Feast, GX, MLflow and pandas imported once per worker.
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "tools.celery_config.CELERY_CONFIG",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(self.project_dir), base.get("PYTHONPATH")])),
             # One message per free slot, acknowledged when the task ends: a killed worker's task is
             # delivered again, and no worker hoards tasks behind a long one.
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
             "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
             "AIRFLOW__CELERY__OPERATION_TIMEOUT": "10",  # 1 s by default: too short on a busy 2-core box
+            # A task whose worker died (its heartbeats stop) is failed and retried after 1 min, not 5.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+            # The bundle's files do not change under a running stack: parse them every 2 min, not 10 s,
+            # which leaves the CPU to the tasks.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_port + 1),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_port + 3),
             "AWS_ENDPOINT_URL": self.s3_url,
@@ -252,15 +264,15 @@ class ProductionStack(AirflowStack):
         services = [
             Service(
                 name="api-server",
-                argv=[airflow, "api-server"],
+                argv=[*RESPAWN, airflow, "api-server"],
                 env=env,
                 port=self.airflow_port,
                 health_url=f"{self.airflow_url}/api/v2/monitor/health",
             ),
             # Celery workers run the tasks, so the scheduler serves no logs.
-            Service(name="scheduler", argv=[airflow, "scheduler", "--skip-serve-logs"], env=env),
-            Service(name="dag-processor", argv=[airflow, "dag-processor"], env=env),
-            Service(name="triggerer", argv=[airflow, "triggerer"], env=env),
+            Service(name="scheduler", argv=[*RESPAWN, airflow, "scheduler", "--skip-serve-logs"], env=env),
+            Service(name="dag-processor", argv=[*RESPAWN, airflow, "dag-processor"], env=env),
+            Service(name="triggerer", argv=[*RESPAWN, airflow, "triggerer"], env=env),
         ]
         for component in services[1:]:
             component.ready = self._reports_healthy(HEALTH_KEYS[component.name])
