@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tools.services import Service
+
 ADMIN_USER = "admin"
 
 
@@ -58,6 +60,30 @@ class AirflowStack:
     @property
     def mlflow_url(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    def mlflow_server(self, backend_store_uri: str, artifacts_destination: str, *extra: str) -> Service:
+        """``mlflow server`` on this stack's MLflow port, with one worker (a small machine)."""
+        return Service(
+            name="mlflow",
+            argv=[
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.mlflow_port),
+                "--backend-store-uri",
+                backend_store_uri,
+                "--artifacts-destination",
+                artifacts_destination,
+                *extra,
+                "--workers",
+                "1",
+            ],
+            env=self.env(),
+            port=self.mlflow_port,
+            health_url=f"{self.mlflow_url}/health",
+        )
 
     @property
     def repo_path(self) -> Path:

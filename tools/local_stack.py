@@ -62,26 +62,7 @@ class LocalStack(AirflowStack):
         """The servers, in start order."""
         bin_dir = Path(sys.executable).parent
         mlflow_dir = self.state_dir / "mlflow"
-        mlflow = Service(
-            name="mlflow",
-            argv=[
-                str(bin_dir / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.mlflow_port),
-                "--backend-store-uri",
-                f"sqlite:///{mlflow_dir}/mlflow.db",
-                "--artifacts-destination",
-                str(mlflow_dir / "artifacts"),
-                "--workers",
-                "1",
-            ],
-            env=self.env(),
-            port=self.mlflow_port,
-            health_url=f"{self.mlflow_url}/health",
-        )
+        mlflow = self.mlflow_server(f"sqlite:///{mlflow_dir}/mlflow.db", str(mlflow_dir / "artifacts"))
         airflow = Service(
             name="airflow",
             argv=[str(bin_dir / "airflow"), "standalone"],

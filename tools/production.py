@@ -235,26 +235,8 @@ class ProductionStack(AirflowStack):
         return [self.postgres.service(), redis, s3]
 
     def mlflow_service(self) -> Service:
-        return Service(
-            name="mlflow",
-            argv=[
-                str(Path(sys.executable).parent / "mlflow"),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.mlflow_port),
-                "--backend-store-uri",
-                self.postgres.url("mlflow"),
-                "--artifacts-destination",
-                f"s3://{ARTIFACTS_BUCKET}",
-                "--serve-artifacts",
-                "--workers",
-                "1",
-            ],
-            env=self.env(),
-            port=self.mlflow_port,
-            health_url=f"{self.mlflow_url}/health",
+        return self.mlflow_server(
+            self.postgres.url("mlflow"), f"s3://{ARTIFACTS_BUCKET}", "--serve-artifacts"
         )
 
     def airflow_services(self) -> list[Service]:
