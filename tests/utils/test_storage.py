@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tools.services import free_port
 
 from mlops_provider.exceptions import DataNotFound, ServiceUnavailable
 from mlops_provider.utils.storage import exists, is_file
-from tools.services import free_port
 
 
 @pytest.fixture
@@ -49,7 +49,9 @@ def test_an_unreachable_store_is_retriable_and_named_never_missing(s3):
     path = ObjectStoragePath("s3://data/day/part.parquet")
     s3.stop()
     assert path.is_file() is False  # the trap this module exists for
-    with pytest.raises(ServiceUnavailable, match=r"s3://data/day/part.parquet exists: its store did not answer"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"s3://data/day/part.parquet exists: its store did not answer"
+    ):
         is_file(path)
     with pytest.raises(ServiceUnavailable) as raised:
         exists(path)
