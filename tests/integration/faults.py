@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
-from tools.production import ProductionStack
+from tools.production import WORKERS, ProductionStack
 
 
 def task_instances(stack: ProductionStack, dag_id: str, task_id: str | None = None) -> list[dict[str, Any]]:
@@ -155,8 +155,6 @@ def s3_outage(stack: ProductionStack, seconds: float) -> dict[str, Any]:
 
 def worker_running(stack: ProductionStack, ti_id: str) -> str | None:
     """The Celery worker (worker1, worker2) whose process tree runs task instance ``ti_id``."""
-    from tools.production import WORKERS
-
     title = f"airflow worker -- {ti_id}"
     for worker in WORKERS:
         pid = stack.supervisor.pid(worker)

@@ -147,12 +147,15 @@ def test_every_run_succeeds_online_values_come_from_redis_and_artifacts_and_logs
 
     # Every model version's artifacts are on S3 (MLflow's artifact store), and so are the prediction logs.
     client = mlflow.MlflowClient(tracking_uri=stack.mlflow_url)
-    s3 = stack.s3_client()
+    artifact_keys = [
+        o["Key"]
+        for page in stack.s3_client().get_paginator("list_objects_v2").paginate(Bucket="mlops-artifacts")
+        for o in page.get("Contents", [])
+    ]
     for version in client.search_model_versions(f"name='{MODEL}'"):
         run = client.get_run(version.run_id)
         assert run.info.artifact_uri.startswith("mlflow-artifacts:"), run.info.artifact_uri
-        listed = s3.list_objects_v2(Bucket="mlops-artifacts", Prefix="")
-        assert any(version.run_id in o["Key"] for o in listed.get("Contents", [])), version.run_id
+        assert any(version.run_id in key for key in artifact_keys), version.run_id
     for day in ARRIVED:
         keys = partition_keys(stack, f"predictions/daily/{MODEL}/date={day}/")
         assert keys == [f"predictions/daily/{MODEL}/date={day}/predictions.parquet"], keys

@@ -75,8 +75,10 @@ class GXHook(BaseHook):
     @cached_property
     def _docs_build_dir(self) -> str | None:
         """Where GX builds the data docs: ``data_docs_dir``, or a local temp dir for a remote one."""
-        if not self.data_docs_dir or not _is_remote(self.data_docs_dir):
-            return str(self.data_docs_dir) if self.data_docs_dir else None
+        if not self.data_docs_dir:
+            return None
+        if not _is_remote(self.data_docs_dir):
+            return str(self.data_docs_dir)
         local = tempfile.mkdtemp(prefix="mlops-gx-docs-")
         weakref.finalize(self, shutil.rmtree, local, True)
         return local
